@@ -1,0 +1,43 @@
+# bqxdask — the two set-up commands are `make features` and `make test`.
+# Both bootstrap .venv from nothing (Python >= 3.10 and make are all that is needed).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bqxdask-installed
+CONFIG ?= configs/default.toml
+PYTEST_ARGS ?=
+
+.PHONY: features test bench lint db-start db-stop clean venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+# The demo: start the embedded PostgreSQL, seed demo bars if the database is empty, run the pipeline.
+features: $(STAMP)
+	$(BIN)/bqxdask db start --config $(CONFIG)
+	$(BIN)/bqxdask seed --config $(CONFIG) --if-empty
+	$(BIN)/bqxdask features --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check bqxdask tests benchmarks
+
+db-start: $(STAMP)
+	$(BIN)/bqxdask db start --config $(CONFIG)
+
+db-stop: $(STAMP)
+	$(BIN)/bqxdask db stop --config $(CONFIG)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

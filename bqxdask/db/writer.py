@@ -1,0 +1,207 @@
+"""Writing features to PostgreSQL through binary COPY, one transaction per unit (SPEC §6).
+
+:func:`copy_buffer` turns a time column and a float64 matrix into PostgreSQL's binary COPY
+format with numpy alone: rows are grouped by their NULL pattern (NaN → NULL), each group is
+one structured array whose fields are the big-endian lengths and values of that pattern. COPY
+does not care about row order, and almost every row of a feature table has no NULL at all,
+so in practice there are a handful of groups.
+
+:func:`replace_unit` replaces one (family, pair, month) unit: DELETE of the month range, COPY
+of the new rows and the checkpoint row, committed together — a rerun never duplicates and a
+killed run leaves either the old unit or the new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import psycopg2.extensions
+from psycopg2 import sql
+
+from .. import _faults
+from ..plan import Checkpoint
+from .connect import qualified, table_columns
+from .source import PG_EPOCH_US, bars_row_dtype
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> bytes:
+    """Binary COPY payload for rows ``(time timestamptz, v0 float8, …, vC float8)``.
+
+    ``times_us`` are Unix microseconds (int64); NaN in ``values`` (N × C) becomes NULL.
+    """
+    n, ncols = values.shape
+    pg_times = np.asarray(times_us, dtype="int64") - PG_EPOCH_US
+    nulls = np.isnan(values)
+    chunks = [_HEADER]
+    if not nulls.any():
+        chunks.append(_group_bytes(pg_times, values, np.zeros(ncols, dtype=bool)))
+    else:
+        packed = np.packbits(nulls, axis=1)
+        patterns, inverse = np.unique(packed, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for g in range(len(patterns)):
+            rows = np.flatnonzero(inverse == g)
+            pattern = np.unpackbits(patterns[g])[:ncols].astype(bool)
+            chunks.append(_group_bytes(pg_times[rows], values[rows], pattern))
+    chunks.append(_TRAILER)
+    return b"".join(chunks)
+
+
+def _group_bytes(pg_times: np.ndarray, values: np.ndarray, null_pattern: np.ndarray) -> bytes:
+    fields: list[tuple[str, str]] = [("n", ">i2"), ("lt", ">i4"), ("t", ">i8")]
+    for j, is_null in enumerate(null_pattern):
+        fields.append((f"l{j}", ">i4"))
+        if not is_null:
+            fields.append((f"v{j}", ">f8"))
+    rec = np.empty(len(pg_times), dtype=np.dtype(fields))
+    rec["n"] = len(null_pattern) + 1
+    rec["lt"] = 8
+    rec["t"] = pg_times
+    for j, is_null in enumerate(null_pattern):
+        if is_null:
+            rec[f"l{j}"] = -1
+        else:
+            rec[f"l{j}"] = 8
+            rec[f"v{j}"] = values[:, j]
+    return rec.tobytes()
+
+
+#: a source bar as seed and import write it (volume is bigint in the tables they create)
+BARS_ROW = bars_row_dtype(">i8")
+
+
+def copy_bars(cur: psycopg2.extensions.cursor, table: sql.Composable, bars: pd.DataFrame) -> None:
+    """Binary COPY of source bars (time, open, high, low, close, volume) into ``table``.
+
+    Used by ``seed`` and ``import``; a missing volume travels as -1 (the merge step keeps the
+    stored volume then).
+    """
+    rows = np.empty(len(bars), dtype=BARS_ROW)
+    rows["n"] = 6
+    for name in ("l_time", "l_open", "l_high", "l_low", "l_close", "l_volume"):
+        rows[name] = 8
+    times = pd.DatetimeIndex(bars["time"]).tz_convert("UTC").as_unit("us")
+    rows["time"] = times.asi8 - PG_EPOCH_US
+    for c in ("open", "high", "low", "close"):
+        rows[c] = bars[c].to_numpy(dtype="float64")
+    volume = (bars["volume"].to_numpy(dtype="float64", na_value=np.nan) if "volume" in bars
+              else np.full(len(bars), np.nan))
+    rows["volume"] = np.where(np.isnan(volume), -1, volume).astype("int64")
+    payload = io.BytesIO(_HEADER + rows.tobytes() + _TRAILER)
+    cur.copy_expert(sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN (FORMAT binary)")
+                    .format(table).as_string(cur.connection), payload)
+
+
+def ensure_feature_table(cur: psycopg2.extensions.cursor, schema: str, table: str, columns: Sequence[str]) -> list[str]:
+    """Create ``schema.table`` (time timestamptz PRIMARY KEY, float8 columns) or add missing columns.
+
+    Returns the columns the existing table has beyond ``columns`` (left in place, written as NULL).
+    """
+    existing = table_columns(cur, schema, table)
+    if not existing:
+        cols = sql.SQL(", ").join(sql.SQL("{} double precision").format(sql.Identifier(c)) for c in columns)
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (time timestamptz PRIMARY KEY, {})").format(
+            qualified(schema, table), cols))
+        return []
+    for c in columns:
+        if c not in existing:
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+                qualified(schema, table), sql.Identifier(c)))
+    return [c for c in existing if c != "time" and c not in columns]
+
+
+def replace_unit(
+    conn: psycopg2.extensions.connection,
+    schema: str,
+    table: str,
+    lo: dt.datetime,
+    hi: dt.datetime,
+    columns: Sequence[str],
+    payload: bytes | None,
+    checkpoint: Checkpoint,
+    run_id: str,
+) -> None:
+    """In one transaction: delete the unit's rows, COPY the new ones, record the checkpoint.
+
+    ``payload`` None means SQL output is disabled: only the checkpoint row is written.
+    """
+    with conn.cursor() as cur:
+        if payload is not None:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %s AND time < %s").format(qualified(schema, table)),
+                        (lo, hi))
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in ("time", *columns))
+            cur.copy_expert(
+                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(qualified(schema, table), cols)
+                .as_string(conn),
+                io.BytesIO(payload),
+            )
+        _faults.point("sql-before-commit")
+        upsert_checkpoint(cur, schema, checkpoint, run_id)
+    conn.commit()
+
+
+def upsert_checkpoint(cur: psycopg2.extensions.cursor, schema: str, ck: Checkpoint, run_id: str) -> None:
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (family, pair, month, config_hash, fingerprint, rows, rejected, run_id, written_at,"
+            " sql_written, parquet_written) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)"
+            " ON CONFLICT (family, pair, month) DO UPDATE SET config_hash = EXCLUDED.config_hash,"
+            " fingerprint = EXCLUDED.fingerprint, rows = EXCLUDED.rows, rejected = EXCLUDED.rejected,"
+            " run_id = EXCLUDED.run_id, written_at = now(), sql_written = EXCLUDED.sql_written,"
+            " parquet_written = EXCLUDED.parquet_written"
+        ).format(qualified(schema, "checkpoints")),
+        (ck.family, ck.pair, ck.month, ck.config_hash, ck.fingerprint, ck.rows, ck.rejected, run_id,
+         ck.sql_written, ck.parquet_written),
+    )
+
+
+def replace_rejected(
+    conn: psycopg2.extensions.connection,
+    schema: str,
+    pair: str,
+    lo: dt.datetime,
+    hi: dt.datetime,
+    times: Sequence[dt.datetime],
+    reasons: Sequence[str],
+    run_id: str,
+) -> None:
+    """Replace the quarantined bars of one (pair, month) in ``<schema>.rejected_bars``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE pair = %s AND time >= %s AND time < %s").format(
+                qualified(schema, "rejected_bars")),
+            (pair, lo, hi),
+        )
+        if len(times):
+            buf = io.StringIO()
+            for t, r in zip(times, reasons):
+                buf.write(f"{pair}\t{t.isoformat()}\t{_text_escape(r)}\t{run_id}\n")
+            buf.seek(0)
+            cur.copy_expert(
+                sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN").format(
+                    qualified(schema, "rejected_bars")).as_string(conn),
+                buf,
+            )
+    conn.commit()
+
+
+def _text_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
+
+
+def load_checkpoints(cur: psycopg2.extensions.cursor, schema: str, pairs: Sequence[str]) -> dict[tuple[str, str, str], Checkpoint]:
+    cur.execute(
+        sql.SQL(
+            "SELECT family, pair, month, config_hash, fingerprint, rows, rejected, sql_written, parquet_written"
+            " FROM {} WHERE pair = ANY(%s)"
+        ).format(qualified(schema, "checkpoints")),
+        (list(pairs),),
+    )
+    return {(r[0], r[1], r[2]): Checkpoint(*r) for r in cur.fetchall()}

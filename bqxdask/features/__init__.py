@@ -1,0 +1,81 @@
+"""Feature families (SPEC §4): one module per family, one registry, one in-memory API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..config import ALL_FAMILIES, FamiliesConfig, _build, validate_families
+from ..errors import ConfigError, SourceError
+from . import registry
+from .index import normalize_bars, validate_bars
+from .prepare import prepare
+
+# isort: split
+# Family modules register themselves on import, in SPEC §4 order (bqx: registry.py itself).
+from . import (  # noqa: F401
+    bollinger,  # Track 1
+    reg,  # Track 2: reg_rate, reg_bqx
+    statistics,  # Track 1
+    technical,  # Track 1
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["compute_features", "families_config", "registry", "prepare"]
+
+
+def families_config(params: Mapping[str, Any] | FamiliesConfig | None = None) -> FamiliesConfig:
+    """The ``families`` config section with ``params`` (a dict like the TOML section) applied."""
+    cfg = params if isinstance(params, FamiliesConfig) else _build(
+        FamiliesConfig, dict(params or {}), prefix="families.", source="params")
+    validate_families(cfg)
+    return cfg
+
+
+def compute_features(
+    bars: pd.DataFrame,
+    families: Sequence[str] | None = None,
+    params: Mapping[str, Any] | FamiliesConfig | None = None,
+    *,
+    baseline: float | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Compute feature families on one pair's bars in memory (SPEC §4.8).
+
+    Parameters
+    ----------
+    bars
+        One pair's 1-minute bars: a ``time`` column or index (UTC; naive times are read as UTC)
+        and ``open, high, low, close`` (``volume`` optional), in any order. Bad bars (SPEC §3)
+        are dropped and logged, exactly as the pipeline quarantines them.
+    families
+        Table families to compute (``"bqx"``, ``"reg_rate"``, …); default all of SPEC §4.
+    params
+        Overrides of the ``families`` config section, e.g. ``{"reg": {"windows": [2880]}}``.
+    baseline
+        The index baseline B (SPEC §4.1); default the close of the first accepted bar.
+
+    Returns
+    -------
+    dict
+        Family name → DataFrame indexed by ``time`` with the family's columns in SPEC order;
+        undefined values are NaN.
+    """
+    cfg = families_config(params)
+    names = list(families) if families is not None else list(ALL_FAMILIES)
+    known = registry.all_families()
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown family {name!r}; fix: use some of {', '.join(known)}")
+    accepted, rejected = validate_bars(normalize_bars(bars))
+    if len(rejected):
+        log.warning("dropped %d bad bars (first: %s at %s)", len(rejected), rejected["reason"].iloc[0],
+                    rejected["time"].iloc[0])
+    if len(accepted) == 0:
+        raise SourceError("no valid bars to compute features from; fix: pass bars with positive, consistent OHLC")
+    b = float(accepted["close"].iloc[0]) if baseline is None else float(baseline)
+    prepared = prepare(accepted, b, cfg)
+    return {name: known[name].compute(prepared, cfg) for name in names}

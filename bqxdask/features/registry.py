@@ -1,0 +1,138 @@
+"""The one registry of feature families (SPEC §4).
+
+A :class:`Family` says what a table family reads (its input series), which config section
+holds its parameters, its columns in SPEC order, how many earlier rows one output row needs
+(its *lookback*) and the pure function that computes it. Everything else is derived from here:
+the warm-up of a partition (:func:`warmup_rows`), the SQL and Parquet schemas, the config
+hash that decides whether a checkpoint is still valid.
+
+Inputs are columns of the *prepared frame* (:mod:`bqxdask.features.prepare`):
+
+- ``ohlc``: ``open_idx, high_idx, low_idx, idx``
+- ``idx``: the index series (SPEC §4.1)
+- ``bqx``: the BQX series ``w{series_window}_bqx_return`` (SPEC §4.2), itself ``series_window``
+  rows behind the index; its leading NaNs are cut off before a family sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import ALL_FAMILIES, FamiliesConfig, stable_hash
+from . import bqx as _bqx
+
+#: bump when a formula changes, so that old checkpoints stop matching
+FEATURE_SCHEMA_VERSION = 1
+
+SeriesFn = Callable[..., Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One table family: ``<name>_<pair>`` in SQL, ``<parquet_dir>/<name>/`` in Parquet."""
+
+    name: str
+    input: str  # "ohlc" | "idx" | "bqx"
+    section: str  # attribute of FamiliesConfig holding the parameters
+    columns: Callable[[Any], list[str]]
+    lookback: Callable[[Any], int]  # earlier rows needed by one output row, on its input series
+    kernel: SeriesFn  # kernel(x, **params) or kernel(open, high, low, close, **params)
+    kwargs: Callable[[Any], dict[str, Any]]  # params -> keyword arguments of the kernel
+    summary: str
+
+    def params(self, families: FamiliesConfig) -> Any:
+        return getattr(families, self.section)
+
+    def column_names(self, families: FamiliesConfig) -> list[str]:
+        return self.columns(self.params(families))
+
+    def total_lookback(self, families: FamiliesConfig) -> int:
+        """Rows of *index* history one output row needs, the input series' own lag included."""
+        return self.lookback(self.params(families)) + series_lookback(self.input, families)
+
+    def config_hash(self, families: FamiliesConfig, baseline: str) -> str:
+        """What the values of this family depend on, besides the bars: a checkpoint key."""
+        deps: dict[str, Any] = {"family": self.name, "params": asdict(self.params(families)),
+                                "baseline": baseline, "schema": FEATURE_SCHEMA_VERSION}
+        if self.input == "bqx":
+            deps["series_window"] = families.bqx.series_window
+        return stable_hash(deps)
+
+    def compute(self, prepared: pd.DataFrame, families: FamiliesConfig) -> pd.DataFrame:
+        """Run the family on a prepared frame; one output row per input row."""
+        params = self.params(families)
+        names = self.columns(params)
+        kwargs = self.kwargs(params)
+        n = len(prepared)
+        if self.input == "ohlc":
+            arrays = [prepared[c].to_numpy("float64") for c in ("open_idx", "high_idx", "low_idx", "idx")]
+            result = dict(self.kernel(*arrays, **kwargs))
+        else:
+            x = prepared[self.input].to_numpy("float64")
+            finite = np.flatnonzero(np.isfinite(x))
+            first = int(finite[0]) if len(finite) else n
+            if len(finite) and len(finite) != n - first:
+                raise ValueError(f"{self.name}: input series {self.input} has an interior NaN")
+            tail = dict(self.kernel(x[first:], **kwargs)) if first < n else {}
+            result = {}
+            for name in names:
+                col = np.full(n, np.nan)
+                if name in tail:
+                    col[first:] = tail[name]
+                result[name] = col
+        missing = [c for c in names if c not in result]
+        if missing:
+            raise AssertionError(f"{self.name} did not produce {missing}")
+        return pd.DataFrame({c: np.asarray(result[c], dtype="float64") for c in names}, index=prepared.index)
+
+
+def series_lookback(series: str, families: FamiliesConfig) -> int:
+    return families.bqx.series_window if series == "bqx" else 0
+
+
+_REGISTRY: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.name in _REGISTRY:
+        raise ValueError(f"family {family.name} registered twice")
+    _REGISTRY[family.name] = family
+    return family
+
+
+def get(name: str) -> Family:
+    return _REGISTRY[name]
+
+
+def all_families() -> dict[str, Family]:
+    """Registered families in SPEC §4 order (whatever order their modules were imported in)."""
+    order = {name: i for i, name in enumerate(ALL_FAMILIES)}
+    return dict(sorted(_REGISTRY.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def enabled(families: FamiliesConfig, only: list[str] | tuple[str, ...] | None = None) -> list[Family]:
+    names = list(only) if only is not None else list(families.enabled)
+    return [_REGISTRY[n] for n in names]
+
+
+def warmup_rows(families: FamiliesConfig, only: list[str] | tuple[str, ...] | None = None) -> int:
+    """Rows of accepted history a partition needs before its first row: max of the lookbacks."""
+    return max((f.total_lookback(families) for f in enabled(families, only)), default=0)
+
+
+# --------------------------------------------------------------------------------------------
+# The families. Track 1 and Track 2 modules register themselves below.
+# --------------------------------------------------------------------------------------------
+register(Family(
+    name="bqx", input="idx", section="bqx",
+    columns=lambda p: _bqx.columns(p.windows),
+    lookback=lambda p: max(p.windows),
+    kernel=_bqx.bqx,
+    kwargs=lambda p: {"windows": p.windows},
+    summary="BQX momentum of the index over the W bars before t (SPEC §4.2)",
+))

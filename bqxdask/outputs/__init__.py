@@ -1,0 +1,1 @@
+"""Output writers and readers other than SQL (Parquet)."""

@@ -1,0 +1,205 @@
+"""Parquet outputs: one file per (family, pair, month), written atomically; the analyst's reader (SPEC §6).
+
+Layout: ``<parquet_dir>/<family>/pair=<pair>/year=<YYYY>/month=<MM>/part-0.parquet``; column
+``time`` is ``timestamp[us, UTC]``, then the family's float64 columns in SPEC order. The file's
+key-value metadata (``bqxdask``) records the bqxdask version, config hash, source fingerprint,
+family parameters and TA-Lib version — the checkpoint logic reads it back.
+
+A file is written under a hidden temporary name (``.part-0.parquet.<random>.tmp``, which
+pyarrow/Dask/DuckDB/Polars dataset readers ignore) and renamed into place, so a reader never
+sees half a file. ``parquet_dir`` may be any fsspec URL (``s3://bucket/prefix`` with s3fs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import _faults
+from ..config import month_range, validate_pair
+from ..errors import ConfigError, OutputError
+
+log = logging.getLogger(__name__)
+
+META_KEY = b"bqxdask"
+PART = "part-0.parquet"
+TMP_SUFFIX = ".tmp"
+
+
+def _fs(root: str):
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(root)
+    return fs, path.rstrip("/")
+
+
+def unit_dir(root: str, family: str, pair: str, month: str) -> str:
+    return posixpath.join(root, family, f"pair={pair}", f"year={month[:4]}", f"month={month[5:7]}")
+
+
+def unit_path(root: str, family: str, pair: str, month: str) -> str:
+    return posixpath.join(unit_dir(root, family, pair, month), PART)
+
+
+def write_unit(
+    root: str,
+    family: str,
+    pair: str,
+    month: str,
+    times_us: np.ndarray,
+    columns: Sequence[str],
+    values: np.ndarray,
+    metadata: Mapping[str, Any],
+) -> str:
+    """Write one unit file atomically; returns its path."""
+    fs, base = _fs(root)
+    arrays = [pa.array(np.asarray(times_us, dtype="int64"), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
+    arrays += [pa.array(values[:, j], type=pa.float64(), from_pandas=True) for j in range(values.shape[1])]
+    names = ["time", *columns]
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(dict(metadata), sort_keys=True).encode()})
+    directory = unit_dir(base, family, pair, month)
+    final = posixpath.join(directory, PART)
+    tmp = posixpath.join(directory, f".{PART}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    fs.makedirs(directory, exist_ok=True)
+    try:
+        with fs.open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+        _faults.point("parquet-before-rename")
+        fs.mv(tmp, final)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+    return final
+
+
+def unit_metadata(root: str, family: str, pair: str, month: str) -> dict[str, Any] | None:
+    """The ``bqxdask`` metadata of a unit file; None if missing; OutputError if unreadable."""
+    fs, base = _fs(root)
+    path = unit_path(base, family, pair, month)
+    if not fs.exists(path):
+        return None
+    try:
+        with fs.open(path, "rb") as fh:
+            meta = pq.read_metadata(fh).metadata or {}
+        return json.loads(meta.get(META_KEY, b"{}"))
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise OutputError(
+            f"{path} is corrupt or half-written ({str(exc).splitlines()[0]}); fix: delete it and rerun "
+            "bqxdask features for that month"
+        ) from None
+
+
+def clean_temporary(root: str, families: Sequence[str], pairs: Sequence[str]) -> list[str]:
+    """Remove temporary files a killed run left behind; returns what was removed."""
+    fs, base = _fs(root)
+    removed = []
+    for family in families:
+        for pair in pairs:
+            pattern = posixpath.join(base, family, f"pair={pair}", "year=*", "month=*", f".{PART}.*{TMP_SUFFIX}")
+            for path in fs.glob(pattern):
+                fs.rm(path)
+                removed.append(path)
+    return removed
+
+
+def unit_files(root: str, family: str, pairs: Sequence[str] | None, start: str | None, end: str | None) -> list[tuple[str, str, str]]:
+    """(pair, month, path) of existing unit files, filtered, in (pair, month) order."""
+    fs, base = _fs(root)
+    fam_dir = posixpath.join(base, family)
+    if not fs.exists(fam_dir):
+        raise OutputError(f"no Parquet output for family {family!r} under {root}; fix: run bqxdask features first")
+    wanted = set(month_range(start, end)) if start and end else None
+    out = []
+    for path in sorted(fs.glob(posixpath.join(fam_dir, "pair=*", "year=*", "month=*", PART))):
+        parts = path.split("/")
+        pair = parts[-4].split("=", 1)[1]
+        month = f"{parts[-3].split('=', 1)[1]}-{parts[-2].split('=', 1)[1]}"
+        if pairs is not None and pair not in pairs:
+            continue
+        if wanted is not None and month not in wanted:
+            continue
+        if wanted is None and ((start and month < start) or (end and month > end)):
+            continue
+        out.append((pair, month, path))
+    return out
+
+
+def _read_unit(item: tuple[str, str, str], root: str, columns: Sequence[str]) -> pd.DataFrame:
+    pair, month, path = item
+    fs, _ = _fs(root)
+    try:
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise OutputError(
+            f"{path} is corrupt or half-written ({str(exc).splitlines()[0]}); fix: rerun bqxdask features "
+            f"--pairs {pair} --start {month} --end {month} --full-refresh"
+        ) from None
+    frame = table.to_pandas()
+    frame = frame.set_index("time")
+    frame.insert(0, "pair", pd.Series(pair, index=frame.index, dtype="string"))
+    return frame[["pair", *columns]]
+
+
+def read_features(
+    family: str,
+    pairs: Sequence[str] | str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    parquet_dir: str | None = None,
+):
+    """The Parquet output of one family as a Dask DataFrame (SPEC §6).
+
+    Indexed by ``time`` (UTC), with a ``pair`` column then the family's columns; one partition
+    per (pair, month) file. ``start``/``end`` are inclusive months ``YYYY-MM``. ``parquet_dir``
+    defaults to ``output.parquet_dir`` of the active config.
+
+    >>> read_features("bqx", ["eurusd"], "2024-07", "2024-07").compute()  # doctest: +SKIP
+    """
+    import dask.dataframe as dd
+
+    if parquet_dir is None:
+        from ..config import load_config
+
+        parquet_dir = load_config().output.parquet_dir
+    if isinstance(pairs, str):
+        pairs = [pairs]
+    if pairs is not None:
+        for p in pairs:
+            validate_pair(p, "pairs")
+    if start and end and end < start:
+        raise ConfigError(f"end {end} is before start {start}; fix: swap them")
+    items = unit_files(parquet_dir, family, pairs, start, end)
+    if not items:
+        raise OutputError(
+            f"no Parquet files for family {family!r}, pairs {pairs or 'all'}, months {start or '…'}..{end or '…'} "
+            f"under {parquet_dir}; fix: run bqxdask features for them first"
+        )
+    fs, _ = _fs(parquet_dir)
+    with fs.open(items[0][2], "rb") as fh:
+        schema = pq.read_schema(fh)
+    columns = [n for n in schema.names if n != "time"]
+    meta = pd.DataFrame({"pair": pd.Series([], dtype="string"), **{c: pd.Series([], dtype="float64") for c in columns}},
+                        index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    divisions = None
+    if len({pair for pair, _, _ in items}) == 1:
+        from ..config import month_bounds
+
+        bounds = [month_bounds(m) for _, m, _ in items]
+        contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+        if contiguous:
+            divisions = tuple(pd.Timestamp(b[0]) for b in bounds) + (pd.Timestamp(bounds[-1][1]) - pd.Timedelta(1, "us"),)
+    return dd.from_map(_read_unit, items, root=parquet_dir, columns=columns, meta=meta, divisions=divisions,
+                       label=f"read-features-{family}", enforce_metadata=False)

@@ -1,0 +1,454 @@
+"""The feature pipeline: cluster → plan → read → compute → write → summary (SPEC §5, §6).
+
+:func:`run_features` is what ``bqxdask features`` calls. The client does the cheap, serial
+part (checks, survey, baselines, checkpoints, DDL); the workers do the rest, one Dask graph:
+
+    read_month (dd.from_map, month divisions, explicit meta) ─┐
+    read_warmup (last `warmup` accepted bars before the month) ─┴→ prepare_unit → compute_and_write × family
+
+A unit that fails is reported with its message and does not stop the others; the exit code is
+non-zero when any did. Re-running finishes the job: valid checkpoints are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from . import __version__
+from .config import Config, month_bounds
+from .db import database_url, read_url
+from .db.baseline import resolve_baseline
+from .db.connect import connection, describe, explain_db_error
+from .db.schema import create_output_schema, feature_table
+from .db.source import BARS_META, MonthStats, SourceTable, first_time, inspect_source, survey
+from .db.writer import ensure_feature_table, load_checkpoints
+from .errors import BqxError, ConfigError, OutputError
+from .features import registry
+from .outputs import parquet
+from .plan import Plan, make_plan, survey_window, warmup_read_rows
+from .progress import Progress, format_summary, summary_rows
+from .runlog import new_run_id, setup_logging, write_json
+from .tasks import UnitSpec
+
+log = logging.getLogger(__name__)
+
+MAX_SURVEY_MONTHS_BACK = 36
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    plan: Plan
+    results: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    run_dir: Path | None = None
+    dashboard: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(r.get("rejected", 0) for r in self._per_unit())
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.get("duplicates", 0) for r in self._per_unit())
+
+    def _per_unit(self) -> list[dict[str, Any]]:
+        seen, out = set(), []
+        for r in self.results:
+            key = (r["pair"], r["month"])
+            if key not in seen and r["status"] in ("done", "skipped"):
+                seen.add(key)
+                out.append(r)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+def run_features(
+    cfg: Config,
+    *,
+    families: Sequence[str] | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+    client: Any = None,
+) -> RunResult:
+    """Run the pipeline for ``cfg``; ``client`` is an existing ``distributed.Client`` (tests)."""
+    out = out or sys.stdout
+    fams = tuple(families) if families is not None else tuple(cfg.families.enabled)
+    unknown = [f for f in fams if f not in registry.all_families()]
+    if unknown:
+        raise ConfigError(f"--families: unknown family {unknown[0]!r}; fix: use some of {', '.join(registry.all_families())}")
+    run_id = new_run_id()
+    run_dir = None if dry_run else Path(cfg.run.runs_dir) / run_id
+    url = database_url(cfg)
+    rurl = read_url(cfg, url)
+    setup_logging(run_dir, secrets_=(url, rurl))
+    log.info("bqxdask %s run %s on %s", __version__, run_id, describe(url))
+    t_start = time.perf_counter()
+
+    plan, sources = _plan(cfg, url, rurl, fams, run_id, full_refresh)
+    for warning in plan.warnings:
+        log.warning(warning)
+    if dry_run:
+        out.write(format_plan(plan, cfg, url) + "\n")
+        return RunResult(run_id, plan)
+
+    result = RunResult(run_id, plan, run_dir=run_dir)
+    result.results.extend(
+        {"family": f, "pair": u.pair, "month": u.month, "status": "skipped"} for u in plan.units for f in u.skip
+    )
+    empty = [u for u in plan.units if u.todo and u.rows == 0]
+    for u in empty:
+        msg = (f"{u.pair} {u.month}: no bars in {cfg.database.source_schema}.m1_{u.pair}; fix: import or seed "
+               f"that month, or narrow run.start/run.end")
+        result.failures.append(msg)
+        result.results.extend({"family": f, "pair": u.pair, "month": u.month, "status": "empty", "error": msg}
+                              for f in u.todo)
+    work = [u for u in plan.units if u.todo and u.rows > 0]
+    if work:
+        _prepare_outputs(cfg, url, plan, work)
+        specs = {u.key: _spec(cfg, url, rurl, plan, sources[u.pair], u) for u in work}
+        if client is None and not cfg.cluster.scheduler_address:
+            check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
+        with _cluster(cfg, client, out) as (dask_client, dashboard):
+            if client is not None or cfg.cluster.scheduler_address:
+                check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
+            result.dashboard = dashboard
+            _execute(dask_client, plan, work, specs, result, run_dir, out)
+    result.wall_seconds = time.perf_counter() - t_start
+    _finish(cfg, result, out, url)
+    return result
+
+
+# -- planning ---------------------------------------------------------------------------------
+def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
+          full_refresh: bool) -> tuple[Plan, dict[str, SourceTable]]:
+    warmup = registry.warmup_rows(cfg.families, fams)
+    surveys: dict[str, dict[str, MonthStats]] = {}
+    sources: dict[str, SourceTable] = {}
+    baselines = {}
+    try:
+        with connection(url) as conn, connection(rurl) if rurl != url else contextlib.nullcontext(conn) as rconn:
+            with conn.cursor() as cur:
+                create_output_schema(cur, cfg.database.output_schema)
+            conn.commit()
+            with rconn.cursor() as rcur:
+                for pair in cfg.run.pairs:
+                    src = inspect_source(rcur, cfg.database.source_schema, pair)
+                    sources[pair] = src
+                    surveys[pair] = _survey(rcur, src, cfg, warmup)
+                rconn.rollback()
+            for pair, src in sources.items():
+                baselines[pair] = resolve_baseline(conn, src, cfg.database.output_schema, cfg.index.baseline)
+            with conn.cursor() as cur:
+                checkpoints = load_checkpoints(cur, cfg.database.output_schema, cfg.run.pairs)
+                missing_tables = _missing_feature_tables(cur, cfg, fams) if cfg.output.write_sql else set()
+            conn.rollback()
+    except BqxError:
+        raise
+    except Exception as exc:
+        import psycopg2
+
+        if isinstance(exc, psycopg2.Error):
+            raise explain_db_error(exc, url, "planning the run") from None
+        raise
+    checkpoints = {k: v for k, v in checkpoints.items() if (k[0], k[1]) not in missing_tables}
+    parquet_ok = _parquet_checks(cfg, fams, checkpoints) if cfg.output.write_parquet else {}
+    plan = make_plan(cfg, run_id=run_id, families=fams, surveys=surveys, baselines=baselines,
+                     checkpoints=checkpoints, parquet_ok=parquet_ok, full_refresh=full_refresh)
+    short = [p for p in cfg.run.pairs if sum(s.rows for s in surveys[p].values()) < warmup]
+    extra = tuple(f"{p}: fewer bars than the longest lookback ({warmup} rows); early rows will be NULL" for p in short)
+    return dataclasses.replace(plan, warnings=plan.warnings + extra), sources
+
+
+def _survey(cur, src: SourceTable, cfg: Config, warmup: int) -> dict[str, MonthStats]:
+    """Month stats for the run's months and as many months before as the warm-up needs."""
+    first = first_time(cur, src)
+    need = warmup_read_rows(warmup)
+    back = 1
+    while True:
+        lo, hi = survey_window(cfg, back)
+        stats = survey(cur, src, lo, hi)
+        before = sum(s.rows for m, s in stats.items() if m < cfg.run.start)
+        if before >= need or first is None or first >= lo or back >= MAX_SURVEY_MONTHS_BACK:
+            return stats
+        back = min(MAX_SURVEY_MONTHS_BACK, back * 2)
+
+
+def _missing_feature_tables(cur, cfg: Config, fams: Sequence[str]) -> set[tuple[str, str]]:
+    from .db.connect import table_exists
+
+    return {(f, p) for f in fams for p in cfg.run.pairs
+            if not table_exists(cur, cfg.database.output_schema, feature_table(f, p))}
+
+
+def _parquet_checks(cfg: Config, fams: Sequence[str], checkpoints) -> dict[tuple[str, str, str], bool]:
+    """For each checkpoint, whether its Parquet file exists with the same hash and fingerprint."""
+    ok = {}
+    for (fam, pair, month), ck in checkpoints.items():
+        if fam not in fams or pair not in cfg.run.pairs:
+            continue
+        try:
+            meta = parquet.unit_metadata(cfg.output.parquet_dir, fam, pair, month)
+        except OutputError as exc:
+            log.warning("%s — it will be recomputed", exc)
+            meta = None
+        ok[(fam, pair, month)] = bool(meta) and meta.get("config_hash") == ck.config_hash \
+            and meta.get("fingerprint") == ck.fingerprint
+    return ok
+
+
+def format_plan(plan: Plan, cfg: Config, url: str) -> str:
+    """What ``features --dry-run`` prints."""
+    lines = [f"plan {plan.run_id} on {describe(url)}",
+             f"families: {', '.join(plan.families)}",
+             f"warm-up: {plan.warmup} rows before each month (largest lookback of the enabled families)"]
+    head = f"  {'pair':<8}{'month':<9}{'rows':>9}  compute / skip"
+    lines.append(head)
+    for u in plan.units:
+        lines.append(f"  {u.pair:<8}{u.month:<9}{u.rows:>9,}  {len(u.todo)} / {len(u.skip)}")
+    n_cols = {f: len(registry.get(f).column_names(cfg.families)) for f in plan.families}
+    values = sum(u.rows * n_cols[f] for u in plan.units for f in u.todo)
+    lines.append(f"outputs to compute: {plan.n_outputs} (family, pair, month) units, skipped: {plan.n_skipped}; "
+                 f"{plan.rows_to_compute():,} source rows, {values:,} feature values")
+    where = []
+    if cfg.output.write_sql:
+        where.append(f"SQL {cfg.database.output_schema}.<family>_<pair>")
+    if cfg.output.write_parquet:
+        where.append(f"Parquet {cfg.output.parquet_dir}/<family>/pair=…/year=…/month=…")
+    lines.append("writes: " + (", ".join(where) or "nothing (both outputs disabled)"))
+    for w in plan.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+# -- executing --------------------------------------------------------------------------------
+def connection_budget(cfg: Config, url: str, n_workers: int) -> dict[str, int]:
+    """What the server allows and what a run with ``n_workers`` would open, per server."""
+    with connection(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int,"
+            " coalesce(current_setting('reserved_connections', true), '0')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
+        )
+        max_conn, su_reserved, reserved, in_use = cur.fetchone()
+    free = max_conn - su_reserved - reserved - in_use
+    need = n_workers * cfg.database.max_connections_per_worker + 1
+    return {"max_connections": max_conn, "reserved": su_reserved + reserved, "in_use": in_use, "free": free,
+            "needed": need, "workers": n_workers}
+
+
+def check_connection_budget(cfg: Config, url: str, rurl: str, n_workers: int) -> None:
+    """Refuse, before any work, a plan that would open more connections than a server allows."""
+    for which in dict.fromkeys((url, rurl)):
+        b = connection_budget(cfg, which, n_workers)
+        if b["needed"] > b["free"]:
+            raise ConfigError(
+                f"the run would open up to {b['needed']} connections to {describe(which)} "
+                f"({b['workers']} workers × database.max_connections_per_worker = "
+                f"{cfg.database.max_connections_per_worker}, + 1) but the server has {b['free']} free "
+                f"(max_connections = {b['max_connections']}, {b['reserved']} reserved, {b['in_use']} in use); "
+                "fix: lower cluster.n_workers or database.max_connections_per_worker, or raise max_connections"
+            )
+        log.info("connection budget on %s: %d needed, %d free", describe(which), b["needed"], b["free"])
+
+
+def _prepare_outputs(cfg: Config, url: str, plan: Plan, work: Sequence) -> None:
+    """Feature tables exist before any task writes (DDL on the client: no CREATE races)."""
+    import psycopg2
+
+    if cfg.output.write_parquet:
+        removed = parquet.clean_temporary(cfg.output.parquet_dir, plan.families, cfg.run.pairs)
+        for path in removed:
+            log.warning("removed a temporary file left by an interrupted run: %s", path)
+    if not cfg.output.write_sql:
+        return
+    todo = {(f, u.pair) for u in work for f in u.todo}
+    try:
+        with connection(url) as conn, conn.cursor() as cur:
+            for fam, pair in sorted(todo):
+                cols = registry.get(fam).column_names(cfg.families)
+                extra = ensure_feature_table(cur, cfg.database.output_schema, feature_table(fam, pair), cols)
+                if extra:
+                    log.warning("%s.%s has columns the current config does not produce (%s); they are left NULL "
+                                "for recomputed months; fix: drop them if unwanted",
+                                cfg.database.output_schema, feature_table(fam, pair), ", ".join(extra[:5]))
+            conn.commit()
+    except psycopg2.Error as exc:
+        raise explain_db_error(exc, url, "creating the output tables") from None
+
+
+def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit) -> UnitSpec:
+    lo, hi = month_bounds(unit.month)
+    return UnitSpec(
+        url=url, read_url=rurl, source=src, output_schema=cfg.database.output_schema,
+        pair=unit.pair, month=unit.month, lo=lo, hi=hi, warmup=plan.warmup,
+        baseline=plan.baselines[unit.pair].close, families=cfg.families, run_id=plan.run_id,
+        fingerprint=unit.fingerprint, config_hashes=dict(plan.config_hashes),
+        parquet_dir=cfg.output.parquet_dir if cfg.output.write_parquet else None,
+        write_sql=cfg.output.write_sql, max_connections=cfg.database.max_connections_per_worker,
+    )
+
+
+@contextlib.contextmanager
+def _cluster(cfg: Config, client: Any, out: TextIO):
+    """Yield (client, dashboard URL): the given client, an existing scheduler, or a LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        link = _dashboard(client)
+        out.write(f"Dask dashboard: {link}\n" if link else "Dask dashboard: not available\n")
+        out.flush()
+        yield client, link
+        return
+    if cfg.cluster.scheduler_address:
+        try:
+            c = Client(cfg.cluster.scheduler_address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise BqxError(f"cannot reach the Dask scheduler at {cfg.cluster.scheduler_address} ({exc}); "
+                           "fix: check --scheduler / cluster.scheduler_address and that the scheduler runs") from None
+        try:
+            link = _dashboard(c)
+            out.write(f"Dask dashboard: {link or 'not available'} (existing scheduler {cfg.cluster.scheduler_address})\n")
+            out.flush()
+            yield c, link
+        finally:
+            c.close()
+        return
+    cluster = LocalCluster(
+        n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
+        memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
+        processes=True, silence_logs=logging.ERROR,
+    )
+    c = Client(cluster)
+    try:
+        link = _dashboard(c)
+        out.write(f"Dask dashboard: {link}  ({cfg.cluster.n_workers} workers × {cfg.cluster.threads_per_worker} "
+                  f"thread, {cfg.cluster.memory_limit} each)\n")
+        out.flush()
+        yield c, link
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _dashboard(client: Any) -> str | None:
+    try:
+        return client.dashboard_link
+    except Exception:  # no bokeh on a remote scheduler, for instance
+        return None
+
+
+def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec], result: RunResult,
+             run_dir: Path | None, out: TextIO) -> None:
+    import dask.dataframe as dd
+    from dask import delayed
+    from distributed import as_completed, performance_report
+
+    from . import tasks
+
+    outputs, labels = [], []
+    for pair in dict.fromkeys(u.pair for u in work):
+        units = [u for u in work if u.pair == pair]
+        pair_specs = [specs[u.key] for u in units]
+        divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),)
+        bars = dd.from_map(tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions,
+                           label=f"read-{pair}", enforce_metadata=False)
+        for unit, spec, part in zip(units, pair_specs, bars.to_delayed()):
+            tag = f"{unit.pair}-{unit.month}-{plan.run_id}"
+            warm = delayed(tasks.read_warmup)(spec, dask_key_name=f"warmup-{tag}")
+            prep = delayed(tasks.prepare_unit)(part, warm, spec, dask_key_name=f"prepare-{tag}")
+            for fam in unit.todo:
+                outputs.append(delayed(tasks.compute_and_write)(prep, fam, spec, dask_key_name=f"{fam}-{tag}"))
+                labels.append((fam, unit.pair, unit.month))
+    report = run_dir / "dask-performance-report.html" if run_dir is not None else None
+    progress = Progress(len(outputs), stream=sys.stderr if out is sys.stdout else out)
+    with performance_report(filename=str(report)) if report else contextlib.nullcontext():
+        futures = client.compute(outputs)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for fut in as_completed(futures):
+            fam, pair, month = labels[index[fut.key]]
+            try:
+                res = fut.result()
+            except Exception as exc:  # one unit's failure must not stop the others
+                msg = _failure_message(exc, fam, pair, month)
+                log.error("%s", msg)
+                with contextlib.suppress(Exception):
+                    log.debug("traceback of %s %s %s:\n%s", fam, pair, month, "".join(_tb(fut)))
+                result.failures.append(msg)
+                result.results.append({"family": fam, "pair": pair, "month": month, "status": "failed", "error": msg})
+                progress.advance(failed=True)
+            else:
+                result.results.append(res)
+                progress.advance(rows=res["rows"])
+            fut.release()
+    progress.close()
+
+
+def _tb(fut) -> list[str]:
+    import traceback
+
+    return traceback.format_tb(fut.traceback())
+
+
+def _failure_message(exc: BaseException, fam: str, pair: str, month: str) -> str:
+    if isinstance(exc, BqxError):
+        return f"{fam} {pair} {month}: {exc}"
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return (f"{fam} {pair} {month}: the worker running it died repeatedly (memory limit?); "
+                "fix: raise cluster.memory_limit or lower families.reg.windows, then rerun")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    return f"{fam} {pair} {month}: {name}: {text} (traceback in the run log); fix: rerun — finished units are kept"
+
+
+def _finish(cfg: Config, result: RunResult, out: TextIO, url: str) -> None:
+    rows = summary_rows(result.results, result.plan.families)
+    out.write("\n" + format_summary(rows, wall=result.wall_seconds, rejected=result.rejected,
+                                     duplicates=result.duplicates) + "\n")
+    for msg in result.failures:
+        out.write(f"FAILED {msg}\n")
+    if result.run_dir is not None:
+        summary = {
+            "run_id": result.run_id,
+            "bqxdask_version": __version__,
+            "database": describe(url),
+            "config": cfg.redacted(),
+            "families": list(result.plan.families),
+            "warmup_rows": result.plan.warmup,
+            "wall_seconds": result.wall_seconds,
+            "dashboard": result.dashboard,
+            "totals": {
+                "outputs": len(result.results),
+                "done": sum(r["status"] == "done" for r in result.results),
+                "skipped": sum(r["status"] == "skipped" for r in result.results),
+                "failed": sum(r["status"] in ("failed", "empty") for r in result.results),
+                "rows": sum(r.get("rows", 0) for r in result.results if r["status"] == "done"),
+                "rejected_bars": result.rejected,
+                "duplicates_dropped": result.duplicates,
+            },
+            "per_family": rows,
+            "units": result.results,
+            "failures": result.failures,
+            "exit_code": result.exit_code,
+        }
+        write_json(result.run_dir / "summary.json", summary, url)
+        files = ", ".join(p.name for p in sorted(result.run_dir.iterdir()))
+        out.write(f"run {result.run_id}: {result.run_dir}/ ({files})\n")
+    out.flush()

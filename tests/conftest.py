@@ -1,0 +1,42 @@
+"""Shared fixtures: a real embedded PostgreSQL and a real Dask LocalCluster, per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> EmbeddedPostgres:
+    """A fresh embedded PostgreSQL for the session (initdb takes about a second)."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server) -> str:
+    return pg_server.url
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real LocalCluster with two worker processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB",
+                           dashboard_address=":0")
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
