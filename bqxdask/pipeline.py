@@ -28,7 +28,7 @@ from . import __version__
 from .config import Config, month_bounds
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
-from .db.connect import connection, describe, explain_db_error
+from .db.connect import connection, describe, explain_db_error, table_exists
 from .db.schema import create_output_schema, feature_table
 from .db.source import BARS_META, MonthStats, SourceTable, first_time, inspect_source, survey
 from .db.writer import ensure_feature_table, load_checkpoints
@@ -101,7 +101,7 @@ def run_features(
     log.info("bqxdask %s run %s on %s", __version__, run_id, describe(url))
     t_start = time.perf_counter()
 
-    plan, sources = _plan(cfg, url, rurl, fams, run_id, full_refresh)
+    plan, sources = _plan(cfg, url, rurl, fams, run_id, full_refresh, dry_run)
     for warning in plan.warnings:
         log.warning(warning)
     if dry_run:
@@ -121,13 +121,13 @@ def run_features(
                               for f in u.todo)
     work = [u for u in plan.units if u.todo and u.rows > 0]
     if work:
-        _prepare_outputs(cfg, url, plan, work)
         specs = {u.key: _spec(cfg, url, rurl, plan, sources[u.pair], u) for u in work}
         if client is None and not cfg.cluster.scheduler_address:
             check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
         with _cluster(cfg, client, out) as (dask_client, dashboard):
             if client is not None or cfg.cluster.scheduler_address:
                 check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
+            _prepare_outputs(cfg, url, plan, work)
             result.dashboard = dashboard
             _execute(dask_client, plan, work, specs, result, run_dir, out)
     result.wall_seconds = time.perf_counter() - t_start
@@ -137,16 +137,18 @@ def run_features(
 
 # -- planning ---------------------------------------------------------------------------------
 def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
-          full_refresh: bool) -> tuple[Plan, dict[str, SourceTable]]:
+          full_refresh: bool, dry_run: bool = False) -> tuple[Plan, dict[str, SourceTable]]:
+    """Survey the sources, fix the baselines, read the checkpoints; a dry run writes nothing."""
     warmup = registry.warmup_rows(cfg.families, fams)
     surveys: dict[str, dict[str, MonthStats]] = {}
     sources: dict[str, SourceTable] = {}
     baselines = {}
     try:
         with connection(url) as conn, connection(rurl) if rurl != url else contextlib.nullcontext(conn) as rconn:
-            with conn.cursor() as cur:
-                create_output_schema(cur, cfg.database.output_schema)
-            conn.commit()
+            if not dry_run:
+                with conn.cursor() as cur:
+                    create_output_schema(cur, cfg.database.output_schema)
+                conn.commit()
             with rconn.cursor() as rcur:
                 for pair in cfg.run.pairs:
                     src = inspect_source(rcur, cfg.database.source_schema, pair)
@@ -154,9 +156,12 @@ def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
                     surveys[pair] = _survey(rcur, src, cfg, warmup)
                 rconn.rollback()
             for pair, src in sources.items():
-                baselines[pair] = resolve_baseline(conn, src, cfg.database.output_schema, cfg.index.baseline)
+                baselines[pair] = resolve_baseline(conn, src, cfg.database.output_schema, cfg.index.baseline,
+                                                   store=not dry_run)
             with conn.cursor() as cur:
-                checkpoints = load_checkpoints(cur, cfg.database.output_schema, cfg.run.pairs)
+                checkpoints = {}
+                if table_exists(cur, cfg.database.output_schema, "checkpoints"):
+                    checkpoints = load_checkpoints(cur, cfg.database.output_schema, cfg.run.pairs)
                 missing_tables = _missing_feature_tables(cur, cfg, fams) if cfg.output.write_sql else set()
             conn.rollback()
     except BqxError:
@@ -191,8 +196,6 @@ def _survey(cur, src: SourceTable, cfg: Config, warmup: int) -> dict[str, MonthS
 
 
 def _missing_feature_tables(cur, cfg: Config, fams: Sequence[str]) -> set[tuple[str, str]]:
-    from .db.connect import table_exists
-
     return {(f, p) for f in fams for p in cfg.run.pairs
             if not table_exists(cur, cfg.database.output_schema, feature_table(f, p))}
 
@@ -214,24 +217,33 @@ def _parquet_checks(cfg: Config, fams: Sequence[str], checkpoints) -> dict[tuple
 
 
 def format_plan(plan: Plan, cfg: Config, url: str) -> str:
-    """What ``features --dry-run`` prints."""
+    """What ``features --dry-run`` prints: the units, their sizes and a projection of the run."""
+    from .estimate import estimate, human_bytes, human_seconds
+
     lines = [f"plan {plan.run_id} on {describe(url)}",
              f"families: {', '.join(plan.families)}",
              f"warm-up: {plan.warmup} rows before each month (largest lookback of the enabled families)"]
-    head = f"  {'pair':<8}{'month':<9}{'rows':>9}  compute / skip"
-    lines.append(head)
+    lines.append(f"  {'pair':<8}{'month':<9}{'rows':>9}  compute / skip")
     for u in plan.units:
         lines.append(f"  {u.pair:<8}{u.month:<9}{u.rows:>9,}  {len(u.todo)} / {len(u.skip)}")
-    n_cols = {f: len(registry.get(f).column_names(cfg.families)) for f in plan.families}
-    values = sum(u.rows * n_cols[f] for u in plan.units for f in u.todo)
-    lines.append(f"outputs to compute: {plan.n_outputs} (family, pair, month) units, skipped: {plan.n_skipped}; "
-                 f"{plan.rows_to_compute():,} source rows, {values:,} feature values")
+    est = estimate(plan, cfg)
+    lines.append(f"units: {len(plan.units)} (pair, month) · outputs to compute: {plan.n_outputs} (family, pair, "
+                 f"month), skipped: {plan.n_skipped}")
+    lines.append(f"rows: {est.rows:,} source rows to compute · {est.values:,} feature values")
     where = []
     if cfg.output.write_sql:
-        where.append(f"SQL {cfg.database.output_schema}.<family>_<pair>")
+        where.append(f"SQL {cfg.database.output_schema}.<family>_<pair> ≈ {human_bytes(est.sql_bytes)}")
     if cfg.output.write_parquet:
-        where.append(f"Parquet {cfg.output.parquet_dir}/<family>/pair=…/year=…/month=…")
-    lines.append("writes: " + (", ".join(where) or "nothing (both outputs disabled)"))
+        where.append(f"Parquet {cfg.output.parquet_dir}/<family>/pair=…/year=…/month=… ≈ "
+                     f"{human_bytes(est.parquet_bytes)}")
+    lines.append("writes: " + ("; ".join(where) or "nothing (both outputs disabled)"))
+    workers = cfg.cluster.n_workers
+    lines.append(f"connections: up to {workers * cfg.database.max_connections_per_worker + 1} "
+                 f"({workers} workers × {cfg.database.max_connections_per_worker} + 1 client)")
+    projection = ", ".join(f"{n} workers {human_seconds(est.wall_seconds(n))}"
+                           for n in sorted({1, 2, 4, 8, workers}))
+    lines.append(f"estimated wall time: {projection} ({est.core_seconds:,.0f} core-seconds; throughput "
+                 f"{est.throughput_source}; assumes one core per worker and a database that keeps up)")
     for w in plan.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -142,3 +142,34 @@ def test_bad_bars_are_quarantined_not_lost(pg_url, tmp_path, dask_client):
     accepted = bars.drop(index=[100, 200, 300, 400, 500])
     ref = compute_features(accepted, ["bqx"])["bqx"]
     assert_family_equal("bqx", out, ref)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(pg_url, tmp_path, eurusd_db):
+    import io
+
+    schema = unique_schema("dry")
+    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
+                      start="2017-02", end="2017-03")
+    out = io.StringIO()
+    result = run_features(cfg, dry_run=True, out=out)
+    text = out.getvalue()
+    assert "warm-up: 1015 rows" in text  # technical warm-up 1000 + the BQX series' 15
+    assert "eurusd  2017-02     28,778  9 / 0" in text
+    assert "estimated wall time" in text and "connections: up to 5" in text
+    assert result.plan.n_outputs == 18
+    assert query(pg_url, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == 0
+    assert not (tmp_path / "parquet").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_plan_over_the_connection_budget_is_refused_before_any_work(pg_url, tmp_path, dask_client, eurusd_db):
+    from bqxdask.errors import ConfigError
+
+    schema = unique_schema("budget")
+    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
+                      start="2017-02", end="2017-02", families=["bqx"],
+                      extra={"database": {"max_connections_per_worker": 80}})
+    with pytest.raises(ConfigError, match=r"would open up to 161 connections .*max_connections = 100"):
+        run_features(cfg, client=dask_client)
+    assert query(pg_url, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s"
+                         " AND table_name LIKE 'bqx_%%'", (schema,))[0][0] == 0
+    assert not (tmp_path / "parquet").exists()

@@ -15,19 +15,21 @@ from ..config import parse_time
 from ..errors import ConfigError, SourceError
 from ..features.index import validate_bars
 from ..plan import Baseline
-from .connect import qualified
+from .connect import qualified, table_exists
 from .source import SourceTable, read_from
 
 _BATCH = 10_000
 
 
 def resolve_baseline(conn: psycopg2.extensions.connection, src: SourceTable, output_schema: str,
-                     setting: str) -> Baseline:
-    """Read B from ``baseline_rates`` or find and store it; commits."""
+                     setting: str, *, store: bool = True) -> Baseline:
+    """Read B from ``baseline_rates`` or find it — and store it unless ``store`` is false (dry runs)."""
     table = qualified(output_schema, "baseline_rates")
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT time, close FROM {} WHERE pair = %s").format(table), (src.pair,))
-        row = cur.fetchone()
+        row = None
+        if table_exists(cur, output_schema, "baseline_rates"):
+            cur.execute(sql.SQL("SELECT time, close FROM {} WHERE pair = %s").format(table), (src.pair,))
+            row = cur.fetchone()
         if row is not None:
             stored = Baseline(src.pair, row[0].astimezone(dt.timezone.utc), float(row[1]))
             if setting != "first" and stored.time < parse_time(setting):
@@ -39,6 +41,9 @@ def resolve_baseline(conn: psycopg2.extensions.connection, src: SourceTable, out
             return stored
         start = None if setting == "first" else parse_time(setting)
         found = _first_accepted(cur, src, start)
+        if not store:
+            conn.rollback()
+            return found
         cur.execute(
             sql.SQL("INSERT INTO {} (pair, time, close) VALUES (%s, %s, %s) ON CONFLICT (pair) DO NOTHING").format(table),
             (src.pair, found.time, found.close),
