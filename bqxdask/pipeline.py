@@ -28,6 +28,7 @@ from . import __version__
 from .config import Config, month_bounds
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
+from .db.budget import connections_needed, server_budget, servers
 from .db.connect import connection, describe, explain_db_error, table_exists
 from .db.schema import create_output_schema, feature_table
 from .db.source import BARS_META, MonthStats, SourceTable, first_time, inspect_source, survey
@@ -250,35 +251,24 @@ def format_plan(plan: Plan, cfg: Config, url: str) -> str:
 
 
 # -- executing --------------------------------------------------------------------------------
-def connection_budget(cfg: Config, url: str, n_workers: int) -> dict[str, int]:
-    """What the server allows and what a run with ``n_workers`` would open, per server."""
-    with connection(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT current_setting('max_connections')::int,"
-            " current_setting('superuser_reserved_connections')::int,"
-            " coalesce(current_setting('reserved_connections', true), '0')::int,"
-            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
-        )
-        max_conn, su_reserved, reserved, in_use = cur.fetchone()
-    free = max_conn - su_reserved - reserved - in_use
-    need = n_workers * cfg.database.max_connections_per_worker + 1
-    return {"max_connections": max_conn, "reserved": su_reserved + reserved, "in_use": in_use, "free": free,
-            "needed": need, "workers": n_workers}
-
-
 def check_connection_budget(cfg: Config, url: str, rurl: str, n_workers: int) -> None:
     """Refuse, before any work, a plan that would open more connections than a server allows."""
-    for which in dict.fromkeys((url, rurl)):
-        b = connection_budget(cfg, which, n_workers)
-        if b["needed"] > b["free"]:
+    per = cfg.database.max_connections_per_worker
+    for server_url, urls_on_server in servers(url, rurl):
+        need = connections_needed(n_workers, per, urls_on_server)
+        with connection(server_url) as conn, conn.cursor() as cur:
+            b = server_budget(cur)
+        if need > b.free:
+            twice = " × 2 URLs" if urls_on_server == 2 else ""
+            capped = f", capped by the {b.capped_by}" if b.capped_by else ""
             raise ConfigError(
-                f"the run would open up to {b['needed']} connections to {describe(which)} "
-                f"({b['workers']} workers × database.max_connections_per_worker = "
-                f"{cfg.database.max_connections_per_worker}, + 1) but the server has {b['free']} free "
-                f"(max_connections = {b['max_connections']}, {b['reserved']} reserved, {b['in_use']} in use); "
-                "fix: lower cluster.n_workers or database.max_connections_per_worker, or raise max_connections"
+                f"the run would open up to {need} connections to {describe(server_url)} ({n_workers} workers × "
+                f"database.max_connections_per_worker = {per}{twice}, + {urls_on_server}) but the server has "
+                f"{b.free} free (max_connections = {b.max_connections}, {b.reserved} reserved, {b.in_use} in use"
+                f"{capped}); fix: lower cluster.n_workers or database.max_connections_per_worker, "
+                "or raise max_connections"
             )
-        log.info("connection budget on %s: %d needed, %d free", describe(which), b["needed"], b["free"])
+        log.info("connection budget on %s: %d needed, %d free", describe(server_url), need, b.free)
 
 
 def _prepare_outputs(cfg: Config, url: str, plan: Plan, work: Sequence) -> None:

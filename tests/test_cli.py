@@ -37,7 +37,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, needle: 
 
 
 def test_help_for_every_command(tmp_path):
-    for command in ("db", "seed", "import", "features"):
+    for command in ("db", "seed", "import", "features", "check", "select", "report"):
         proc = bqx(command, "--help", cwd=tmp_path)
         assert proc.returncode == 0 and "usage: bqxdask" in proc.stdout
 

@@ -69,6 +69,18 @@ def inspect_source(cur: psycopg2.extensions.cursor, schema: str, pair: str) -> S
     table = source_table(pair)
     cols = table_columns(cur, schema, table)
     if not cols:
+        # information_schema hides tables the role may not read: tell that apart from "missing"
+        cur.execute(
+            "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema, table),
+        )
+        row = cur.fetchone()
+        if row is not None and not row[0]:
+            raise SourceError(
+                f"pair {pair}: {schema}.{table} exists but this role may not read it; fix: GRANT USAGE ON SCHEMA "
+                f"{schema} and SELECT ON {schema}.{table} to the run's role"
+            )
         raise SourceError(
             f"pair {pair}: source table {schema}.{table} does not exist; fix: bqxdask import FILE --pair {pair} "
             f"(or bqxdask seed --pairs {pair}), or remove {pair} from run.pairs"
