@@ -7,6 +7,7 @@ its own LocalCluster, against the real embedded PostgreSQL, on real EURUSD bars.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -120,8 +121,10 @@ def test_database_restart_mid_run_is_survived(source, reference, tmp_path, pg_se
     env["BQX_FAULT"] = f"sql-before-commit:{marker}:3"
     proc = start_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=env)
     wait_for(marker.exists, timeout=240, what="a write transaction in flight", proc=proc)
+    before = pg_server.status().pid
     pg_server.stop()
     pg_server.start()
+    assert pg_server.status().pid != before  # the server really went away under the open transaction
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
@@ -191,3 +194,129 @@ def test_timestamp_without_time_zone_source_is_read_as_utc(pg_url, tmp_path):
     assert proc.returncode == 0, proc.stderr
     first = query(pg_url, "SELECT min(time) FROM rel_naive.bqx_eurusd")[0][0]
     assert pd.Timestamp(first) == bars["time"].iloc[0]
+
+
+# -- bad input: a catalogue ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def written(source, tmp_path_factory):
+    """A finished run whose outputs every bad-input case below must leave untouched."""
+    d = tmp_path_factory.mktemp("catalogue")
+    cfg = write_config(d / "c.toml", source_schema=SRC, output_schema="rel_catalogue", pairs=["eurusd"],
+                       start="2017-02", end="2017-03", families=["bqx", "technical_rate"])
+    proc = run_cli(["features", "--config", str(cfg)], cwd=d, env=cli_env(source))
+    assert proc.returncode == 0, proc.stderr
+    return d, cfg
+
+
+def _snapshot(url: str, d: Path):
+    return table_digest(url, "rel_catalogue"), file_hashes(d / "parquet")
+
+
+@pytest.mark.parametrize(("case", "args", "env_extra", "code", "needle"), [
+    ("unreachable database", [], {"BQX_DATABASE_URL": "postgresql+psycopg2://etl:pw-x@127.0.0.1:1/bqx"}, 1,
+     "cannot connect to database bqx at 127.0.0.1:1"),
+    ("missing table", ["--pairs", "eurusd,gbpjpy"], {}, 2, "source table src_rel.m1_gbpjpy does not exist"),
+    ("empty month", ["--start", "2017-07", "--end", "2017-07"], {}, 1, "eurusd 2017-07: no bars in src_rel.m1_eurusd"),
+    ("unknown family", ["--families", "bqx,rsi_magic"], {}, 2, "unknown family 'rsi_magic'"),
+    ("malicious pair ;", ["--pairs", "eurusd;drop table x"], {}, 2, "unknown pair 'eurusd;drop table x'"),
+    ("malicious pair ..", ["--pairs", "../../etc"], {}, 2, "unknown pair '../../etc'"),
+    ("bad env value", [], {"BQX_CLUSTER__N_WORKERS": "many"}, 2, "BQX_CLUSTER__N_WORKERS"),
+    ("end before start", ["--start", "2017-03", "--end", "2017-02"], {}, 2, "is before run.start"),
+])
+def test_bad_input_gets_one_clear_line_and_changes_nothing(source, written, case, args, env_extra, code, needle):
+    d, cfg = written
+    before = _snapshot(source, d)
+    env = cli_env(source, **env_extra)
+    proc = run_cli(["features", "--config", str(cfg), *args], cwd=d, env=env)
+    assert proc.returncode == code, (case, proc.stdout, proc.stderr)
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if needle in line]
+    assert lines, f"{case}: expected {needle!r} in {text!r}"
+    assert "fix:" in lines[0]
+    assert "pw-x" not in text
+    assert _snapshot(source, d) == before, f"{case} changed what was already written"
+
+
+@pytest.mark.parametrize("argv", [
+    ["report", "--pair", "../../etc", "--month", "2017-02"],
+    ["import", "/dev/null", "--pair", "eurusd;drop table x", "--format", "csv"],
+    ["seed", "--pairs", "eur'usd"],
+])
+def test_malicious_pair_names_are_refused_by_every_command(source, written, argv):
+    d, cfg = written
+    before = _snapshot(source, d)
+    proc = run_cli([*argv, "--config", str(cfg)], cwd=d, env=cli_env(source))
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown pair" in proc.stderr and "Traceback" not in proc.stderr
+    assert _snapshot(source, d) == before
+
+
+def test_a_pair_shorter_than_its_windows_gives_null_rows_and_a_warning(source, tmp_path):
+    load_bars(source, "src_short", "eurusd", eurusd(1).iloc[:50])
+    cfg = write_config(tmp_path / "c.toml", source_schema="src_short", output_schema="rel_short", pairs=["eurusd"],
+                       start="2017-01", end="2017-01", families=["bqx", "statistics_rate", "reg_rate"])
+    proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source))
+    assert proc.returncode == 0, proc.stderr
+    assert "eurusd: fewer bars than the longest lookback" in proc.stderr
+    rows = query(source, "SELECT count(*), count(w60_bqx_return), count(w15_bqx_return) FROM rel_short.bqx_eurusd")
+    assert rows[0] == (50, 0, 35)
+    assert query(source, "SELECT count(w630_r2) FROM rel_short.reg_rate_eurusd")[0][0] == 0
+
+
+def test_corrupt_parquet_from_an_earlier_run_is_named_and_recomputed(source, tmp_path):
+    import bqxdask
+    from bqxdask.errors import OutputError
+
+    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="rel_corrupt", pairs=["eurusd"],
+                       start="2017-02", end="2017-03", families=["bqx"])
+    assert run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source)).returncode == 0
+    victim = tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=03" / "part-0.parquet"
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])  # half a file, as a crashed copy would leave it
+    with pytest.raises(OutputError, match=r"month=03/part-0.parquet is corrupt or half-written .*fix:"):
+        bqxdask.read_features("bqx", ["eurusd"], "2017-02", "2017-03",
+                              parquet_dir=str(tmp_path / "parquet")).compute()
+    feb = (tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=02" / "part-0.parquet").read_bytes()
+    proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source))
+    assert proc.returncode == 0, proc.stderr
+    assert "month=03/part-0.parquet is corrupt or half-written" in proc.stderr and "recomputed" in proc.stderr
+    frame = bqxdask.read_features("bqx", ["eurusd"], "2017-02", "2017-03", parquet_dir=str(tmp_path / "parquet"))
+    assert len(frame.compute()) == query(source, "SELECT count(*) FROM rel_corrupt.bqx_eurusd")[0][0]
+    # February was not touched
+    assert (tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=02" / "part-0.parquet").read_bytes() == feb
+
+
+def test_least_privilege_role_with_password_runs_and_nothing_leaks_it(source, tmp_path, pg_server):
+    import secrets
+
+    password = "Pw-" + secrets.token_hex(8)
+    query(source, "DROP SCHEMA IF EXISTS rel_lp_out CASCADE")
+    query(source, "DROP ROLE IF EXISTS bqx_etl")
+    query(source, f"CREATE ROLE bqx_etl LOGIN PASSWORD '{password}'")
+    query(source, f"GRANT USAGE ON SCHEMA {SRC} TO bqx_etl")
+    query(source, f"GRANT SELECT ON ALL TABLES IN SCHEMA {SRC} TO bqx_etl")
+    query(source, "CREATE SCHEMA rel_lp_out AUTHORIZATION bqx_etl")
+    url = f"postgresql+psycopg2://bqx_etl:{password}@127.0.0.1:{pg_server.port}/bqx"
+    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="rel_lp_out", pairs=["eurusd"],
+                       start="2017-02", end="2017-02", families=["bqx", "technical_rate"])
+    outputs = []
+    for argv in (["features", "--config", str(cfg)], ["features", "--config", str(cfg), "--dry-run"],
+                 ["check", "--config", str(cfg)], ["check", "--config", str(cfg), "--json"],
+                 ["db", "url", "--config", str(cfg)], ["db", "status", "--config", str(cfg)]):
+        proc = run_cli(argv, cwd=tmp_path, env=cli_env(url))
+        outputs.append(proc.stdout + proc.stderr)
+        if argv[0] == "features":
+            assert proc.returncode == 0, proc.stderr
+    assert query(source, "SELECT count(*) FROM rel_lp_out.bqx_eurusd")[0][0] > 0
+    # the role really is least-privileged: it cannot write the source
+    proc = run_cli(["seed", "--config", str(cfg), "--pairs", "eurusd", "--start", "2017-02"],
+                   cwd=tmp_path, env=cli_env(url))
+    assert proc.returncode != 0 and "permission denied" in proc.stderr and "Traceback" not in proc.stderr
+    outputs.append(proc.stdout + proc.stderr)
+    for text in outputs:
+        assert password not in text
+        assert not re.search(r"bqx_etl:[^@\s]*@", text)  # no user:password@host URL form at all
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), f"password found in {path}"

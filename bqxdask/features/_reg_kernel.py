@@ -15,8 +15,8 @@ so ``ŷ = mean + Σ_k γ_k P_k(v)`` with ``γ_k = α_k / N_k``, ``α_k = Σ_i P_
 ``N_k = Σ_i P_k(v_i)²`` (an exact integer); ``SSE = SST − Σ_k α_k²/N_k``. Everything a column
 needs follows from the window's power sums ``K_r = Σ J^r y`` (r ≤ d) and ``Σ y²``.
 
-The window sums: one split per window, no subtraction of prefix sums
--------------------------------------------------------------------
+The window sums: only rows inside the window, O(1) work per row
+----------------------------------------------------------------
 The series is cut into blocks of exactly W rows. Every window ending in block k+1 starts in
 block k or at the boundary row ``b`` between them, so it is the union of a *suffix* of block
 k and a *prefix* of block k+1, and it always contains row b. Per boundary:
@@ -27,19 +27,20 @@ k and a *prefix* of block k+1, and it always contains row b. Per boundary:
   through rounding);
 * the local position ``J = 2(j − b)``; the window's centre G and the map from ``K_r`` to
   ``α_k`` are integer polynomials in G, exact in float64 while ``8·W³ < 2**53``;
-* suffix sums of block k (a reversed cumulative sum) and prefix sums of block k+1 (a
-  cumulative sum) cover only rows inside the window — no difference of two long prefix
-  sums, whose cancellation would bring in the magnitude of rows outside the window.
+* the window sum is a suffix sum of block k (accumulated backwards) plus a prefix sum of
+  block k+1: only rows inside the window enter it. (A difference of two long prefix sums
+  would cancel the magnitude of rows outside the window, e.g. the level before a jump.)
 
-Nothing runs across blocks, so a value depends only on its own window (up to where the block
-boundaries fall: a partitioned run agrees with the whole-series run to ~1e-16 relative).
+Nothing runs across blocks, so a value depends only on its own window, up to where the
+block boundaries fall: a partitioned run agrees with the whole-series run to ~1e-16 relative.
 
 Precision
 ---------
 All sums are carried in double-double (Dekker/Knuth error-free transformations, ~106 bits):
 products ``J^r·y'`` and ``y'²`` are split exactly, ``np.cumsum`` — a sequential
 accumulate, ``s[m] = fl(s[m−1] + x[m])`` — is followed by the exact error of each of its
-additions, summed in a second cumulative sum, and every later combination (the shift from
+additions (TwoSum), those errors are summed in a second cumulative sum (they are ~1e-16 of
+the sums, so this one may run over both blocks), and every later combination (the shift from
 the boundary to the window centre, ``W·SST = W·Σy'² − (Σy')²``, ``W·SSE = W·SST − Σ_k
 α_k²·W/N_k``) is done in double-double with exact integer or rational constants. The
 cancellations of a textbook rolling formula (level ≈ 100 against a spread of 1e-4; r² → 1)
@@ -56,8 +57,9 @@ import numpy as np
 
 #: largest window: keeps 8·W³ (the largest G-polynomial coefficient and J³) below 2**53
 MAX_WINDOW = 100_000
-#: float64 values per 2-D work array (a group of block pairs); ~128 KiB keeps it in cache
-CHUNK_VALUES = 1 << 14
+#: float64 values per 2-D work array (a group of block pairs): the ~40 temporaries of a group
+#: then stay close to the cache; larger groups are bound by memory traffic, smaller by numpy calls
+CHUNK_VALUES = 1 << 13
 
 _SPLITTER = 134217729.0  # 2**27 + 1 (Dekker)
 
@@ -145,12 +147,18 @@ def _dd_lincomb(terms) -> DD:
     return _dd_sum(parts)
 
 
+def _dd_square(x: DD, xs) -> DD:
+    """``x²`` for x double-double (``xs``: the split of its high part), unnormalised."""
+    hi, lo = x
+    sq = hi * hi
+    e = _prod_err(hi, xs, hi, xs, sq)
+    e += (2.0 * hi) * lo
+    return sq, e
+
+
 def _dd_square_times(x: DD, xs, const: tuple[float, float]) -> DD:
     """``x²·k`` for x double-double and ``k = (kh, kl)`` a double-double constant."""
-    h, l = x
-    sq = h * h
-    e = _prod_err(h, xs, h, xs, sq)
-    e += (2.0 * h) * l
+    sq, e = _dd_square(x, xs)
     kh, kl = const
     p = sq * kh
     f = _prod_err(sq, _split(sq), kh, _split(np.float64(kh)), p)
@@ -162,18 +170,6 @@ def _dd_square_times(x: DD, xs, const: tuple[float, float]) -> DD:
 def _dd_const(q: Fraction) -> tuple[float, float]:
     hi = float(q)
     return hi, float(q - Fraction(hi))
-
-
-def _scan(hi: np.ndarray, lo: np.ndarray | None) -> DD:
-    """Inclusive cumulative sums along axis 1 of ``hi + lo``, in double-double."""
-    s = np.cumsum(hi, axis=1)
-    e = np.empty_like(s)
-    e[:, 0] = 0.0
-    e[:, 1:] = _sum_err(s[:, :-1], hi[:, 1:], s[:, 1:])
-    if lo is not None:
-        e += lo
-    np.cumsum(e, axis=1, out=e)
-    return s, e
 
 
 # -------------------------------------------------------------------------------------------
@@ -286,18 +282,38 @@ def _window_sums(left: tuple[np.ndarray, np.ndarray | None], right: tuple[np.nda
 
     ``left``/``right`` are ``(hi, lo)`` terms (``lo`` may be None) of block k and block k+1;
     the window of the output at row m of block k+1 is rows m+1.. of block k and ..m of k+1.
+    The ``hi`` parts are accumulated *within the window only* — backwards over block k,
+    forwards over block k+1 — so no rows outside it enter their sum. The exact errors of those
+    additions and the ``lo`` parts, all ~1e-16 of the hi parts, need no such care: they go
+    into one prefix sum over both blocks, read as a difference.
     """
-    hi, lo = left
-    w = hi.shape[1]
-    # suffix sums of the left block: accumulate it reversed, then shift by one (row m is out)
-    s, c = _scan(hi[:, ::-1], None if lo is None else lo[:, ::-1])
-    suffix_hi = np.empty_like(hi)
-    suffix_lo = np.empty_like(hi)
-    suffix_hi[:, : w - 1] = s[:, w - 2 :: -1]
-    suffix_lo[:, : w - 1] = c[:, w - 2 :: -1]
-    suffix_hi[:, w - 1] = 0.0
-    suffix_lo[:, w - 1] = 0.0
-    return _dd_add((suffix_hi, suffix_lo), _scan(*right))
+    lh, ll = left
+    rh, rl = right
+    g, w = lh.shape
+    back = np.empty((g, w + 1))  # back[:, i] = sum of the last i values of block k
+    back[:, 0] = 0.0
+    lh_rev = lh[:, ::-1]
+    np.cumsum(lh_rev, axis=1, out=back[:, 1:])
+    fwd = np.cumsum(rh, axis=1)
+    z = np.empty((g, 2 * w + 1))  # prefix sums of [errors+lo of block k, errors+lo of block k+1]
+    z[:, 0] = 0.0
+    zl, zr = z[:, 1 : w + 1], z[:, w + 1 :]
+    # the error of adding the value at row j of block k to the backward sum (j = W−2..0)
+    zl[:, w - 2 :: -1] = _sum_err(back[:, 1:w], lh_rev[:, 1:], back[:, 2:])
+    zl[:, w - 1] = 0.0
+    zr[:, 0] = 0.0
+    zr[:, 1:] = _sum_err(fwd[:, :-1], rh[:, 1:], fwd[:, 1:])
+    if ll is not None:
+        zl += ll
+    if rl is not None:
+        zr += rl
+    np.cumsum(z[:, 1:], axis=1, out=z[:, 1:])
+    suffix = back[:, w - 1 :: -1]  # the sum of block k from row m+1 on, for m = 0..W−1
+    h = suffix + fwd
+    e = _sum_err(suffix, fwd, h)
+    e += z[:, w + 1 :]
+    e -= z[:, 1 : w + 1]
+    return h, e
 
 
 def _times(x: np.ndarray, xs, f: np.ndarray, fs) -> tuple[np.ndarray, np.ndarray]:
@@ -333,7 +349,7 @@ def _fit_pairs(left: np.ndarray, right: np.ndarray, w: int, d: int, consts: dict
     s1 = moments[0]
     terms = [
         _dd_lincomb([(s2, _split(s2[0]), w_f, (w_f, 0.0))]),
-        _neg(_dd_square_times(s1, ksplit[0], (1.0, 0.0))),
+        _neg(_dd_square(s1, ksplit[0])),
     ]
     wsst = _dd_sum(terms)
     for k, alpha in enumerate(alphas, start=1):
