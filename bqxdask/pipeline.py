@@ -320,8 +320,10 @@ def _cluster(cfg: Config, client: Any, out: TextIO):
         yield client, link
         return
     if cfg.cluster.scheduler_address:
-        try:
-            c = Client(cfg.cluster.scheduler_address, timeout="20s")
+        import dask
+
+        try:  # the connect timeout is Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+            c = Client(cfg.cluster.scheduler_address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError) as exc:
             raise BqxError(f"cannot reach the Dask scheduler at {cfg.cluster.scheduler_address} ({exc}); "
                            "fix: check --scheduler / cluster.scheduler_address and that the scheduler runs") from None
