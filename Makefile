@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.bqxdask-installed
 CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
 
-.PHONY: features test bench lint db-start db-stop clean venv
+.PHONY: features test test-slow test-all bench lint db-start db-stop clean venv
 
 venv: $(STAMP)
 
@@ -24,7 +24,15 @@ features: $(STAMP)
 	$(BIN)/bqxdask seed --config $(CONFIG) --if-empty
 	$(BIN)/bqxdask features --config $(CONFIG)
 
+# The whole suite except the tests marked slow (crash-safety with kill -9, external Dask
+# processes, long partition runs): ~6 minutes on 2 cores. CI runs both (.ci/run).
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
