@@ -15,21 +15,22 @@ from .config import Config
 from .features import registry
 from .plan import Plan
 
-#: task seconds per source row per family on one core (compute + SQL COPY + Parquet), measured
-#: by `make features` on the 2-core development machine (2026-11-28, 4 pairs × 1 month).
+#: task seconds per source row per family on one worker (compute + SQL COPY + Parquet), median
+#: of 3 runs of benchmarks/bench_pipeline.py on the 2-core development machine (2026-11-28,
+#: 2 pairs × 3 months, all families, PostgreSQL on the same cores).
 DEFAULT_SECONDS_PER_ROW = {
-    "bqx": 9.6e-6,
-    "bollinger_rate": 7.2e-6,
-    "bollinger_bqx": 8.2e-6,
-    "statistics_rate": 2.2e-5,
-    "statistics_bqx": 1.8e-5,
-    "technical_rate": 5.0e-6,
+    "bqx": 1.1e-5,
+    "bollinger_rate": 5.6e-6,
+    "bollinger_bqx": 5.9e-6,
+    "statistics_rate": 1.2e-5,
+    "statistics_bqx": 1.3e-5,
+    "technical_rate": 4.1e-6,
     "technical_bqx": 2.4e-6,
-    "reg_rate": 2.7e-5,
-    "reg_bqx": 2.8e-5,
+    "reg_rate": 2.5e-5,
+    "reg_bqx": 2.1e-5,
 }
 #: reading + quarantine + index/BQX preparation, per source row
-DEFAULT_PREPARE_SECONDS_PER_ROW = 3.0e-6
+DEFAULT_PREPARE_SECONDS_PER_ROW = 1.2e-6
 #: bytes on disk per value: PostgreSQL heap (8 B + tuple header share) and Parquet (zstd + byte-stream-split)
 SQL_TUPLE_OVERHEAD = 24 + 8 + 4  # header, time, alignment/null bitmap
 SQL_INDEX_BYTES_PER_ROW = 24

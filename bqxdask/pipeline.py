@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 MAX_SURVEY_MONTHS_BACK = 36
 
+#: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands every
+#: month-long array (~260 KB) back to the OS and maps it afresh: page faults made the feature
+#: code ~3× slower inside workers than in a plain process (benchmarks/bench_pipeline.py).
+#: A 64 MiB top pad keeps freed memory for reuse while the trim threshold still returns big
+#: blocks. Workers of an existing cluster need the same (README: Scaling out).
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": str(64 * 2**20)}
+
 
 @dataclass
 class RunResult:
@@ -335,11 +342,14 @@ def _cluster(cfg: Config, client: Any, out: TextIO):
         finally:
             c.close()
         return
-    cluster = LocalCluster(
-        n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
-        memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
-        processes=True, silence_logs=logging.ERROR,
-    )
+    import dask
+
+    with dask.config.set(WORKER_ENVIRON):
+        cluster = LocalCluster(
+            n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
+            memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
+            processes=True, silence_logs=logging.ERROR,
+        )
     c = Client(cluster)
     try:
         link = _dashboard(c)
