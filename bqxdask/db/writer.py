@@ -40,21 +40,44 @@ def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> bytes:
     pg_times = np.asarray(times_us, dtype="int64") - PG_EPOCH_US
     nulls = np.isnan(values)
     chunks = [_HEADER]
-    if not nulls.any():
-        chunks.append(_group_bytes(pg_times, values, np.zeros(ncols, dtype=bool)))
+    has_null = nulls.any(axis=1)
+    full = ~has_null
+    if full.all():
+        chunks.append(_dense_bytes(pg_times, values))
     else:
-        packed = np.packbits(nulls, axis=1)
-        patterns, inverse = np.unique(packed, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for g in range(len(patterns)):
-            rows = np.flatnonzero(inverse == g)
-            pattern = np.unpackbits(patterns[g])[:ncols].astype(bool)
-            chunks.append(_group_bytes(pg_times[rows], values[rows], pattern))
+        if full.any():
+            chunks.append(_dense_bytes(pg_times[full], values[full]))
+        rows = np.flatnonzero(has_null)
+        packed = np.ascontiguousarray(np.packbits(nulls[rows], axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse))
+        start = 0
+        for g, stop in enumerate(bounds):
+            group = rows[order[start:stop]]
+            chunks.append(_group_bytes(pg_times[group], values[group], nulls[rows[first[g]]]))
+            start = stop
     chunks.append(_TRAILER)
     return b"".join(chunks)
 
 
+def _dense_bytes(pg_times: np.ndarray, values: np.ndarray) -> bytes:
+    """Rows without NULL: one fixed layout, filled as a 2-D block (row-major, cache friendly)."""
+    n, ncols = values.shape
+    cell = np.dtype([("l", ">i4"), ("v", ">f8")])
+    rec = np.empty(n, dtype=np.dtype([("n", ">i2"), ("lt", ">i4"), ("t", ">i8"), ("c", cell, (ncols,))]))
+    rec["n"] = ncols + 1
+    rec["lt"] = 8
+    rec["t"] = pg_times
+    cells = rec["c"]
+    cells["l"] = 8
+    cells["v"] = values
+    return rec.tobytes()
+
+
 def _group_bytes(pg_times: np.ndarray, values: np.ndarray, null_pattern: np.ndarray) -> bytes:
+    """Rows sharing one NULL pattern: NULL fields are a length of -1 and no value."""
     fields: list[tuple[str, str]] = [("n", ">i2"), ("lt", ">i4"), ("t", ">i8")]
     for j, is_null in enumerate(null_pattern):
         fields.append((f"l{j}", ">i4"))
