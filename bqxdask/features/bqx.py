@@ -51,7 +51,7 @@ def bqx(idx: np.ndarray, *, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
             out[f"w{w}_bqx_min"][rows] = past.min(axis=1)
             out[f"w{w}_bqx_avg"][rows] = mean
             out[f"w{w}_bqx_std"][rows] = (
-                np.sqrt((dev * dev).sum(axis=1) / (w - 1)) if w > 1 else np.full(len(view), np.nan)
+                np.sqrt(np.einsum("ij,ij->i", dev, dev) / (w - 1)) if w > 1 else np.full(len(view), np.nan)
             )
     m = max(windows)
     out["agg_bqx_range"] = (out[f"w{m}_bqx_max"] - out[f"w{m}_bqx_min"]) / idx

@@ -68,9 +68,10 @@ def _block_stats(view: np.ndarray) -> dict[str, np.ndarray]:
     d_mean = d.mean(axis=1)
     dev = d - d_mean[:, None]
     dev2 = dev * dev
-    m2 = dev2.mean(axis=1)
-    m3 = (dev2 * dev).mean(axis=1)
-    m4 = (dev2 * dev2).mean(axis=1)
+    # row-wise dot products: no N-wide temporaries for the third and fourth powers
+    m2 = dev2.sum(axis=1) / n
+    m3 = np.einsum("ij,ij->i", dev2, dev) / n
+    m4 = np.einsum("ij,ij->i", dev2, dev2) / n
     var = m2 * (n / (n - 1))
     m2_live = np.where(flat, np.nan, m2)  # flat → NaN moments, without dividing by zero
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -91,11 +92,11 @@ def _block_autocorr(view: np.ndarray) -> np.ndarray:
     cb = b - b[:, -1:]
     ca -= ca.mean(axis=1)[:, None]
     cb -= cb.mean(axis=1)[:, None]
-    saa = np.sqrt((ca * ca).sum(axis=1))
-    sbb = np.sqrt((cb * cb).sum(axis=1))
+    saa = np.sqrt(np.einsum("ij,ij->i", ca, ca))
+    sbb = np.sqrt(np.einsum("ij,ij->i", cb, cb))
     live = (saa > 0) & (sbb > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(live, (ca * cb).sum(axis=1) / (saa * sbb), np.nan)
+        return np.where(live, np.einsum("ij,ij->i", ca, cb) / (saa * sbb), np.nan)
 
 
 def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray]:
