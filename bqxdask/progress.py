@@ -94,5 +94,6 @@ def format_summary(rows: list[dict[str, Any]], *, wall: float, rejected: int, du
     rate = tot["rows"] / wall if wall > 0 else 0.0
     lines.append(f"{'total':<18}{tot['done']:>6}{tot['skipped']:>9}{tot['failed']:>8}{tot['rows']:>12,}"
                  f"{tot['seconds']:>9.1f}{rate:>12,.0f}  (rows/s over wall time {wall:.1f}s)")
-    lines.append(f"rejected bars (quarantined): {rejected:,} · identical duplicates dropped: {duplicates:,}")
+    lines.append(f"rejected bars (quarantined) in the months computed: {rejected:,} · identical duplicates "
+                 f"dropped: {duplicates:,} (details: <output_schema>.rejected_bars)")
     return "\n".join(lines)
