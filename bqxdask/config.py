@@ -143,13 +143,21 @@ class SelectParams:
     lags: tuple[int, ...] = (0, 60)
     horizons: tuple[int, ...] = (15, 30, 45, 60, 75)
     max_train_rows: int = 50_000
+    #: rows each tree is grown on (RandomForestRegressor ``max_samples``), drawn from the
+    #: training rows; the forest as a whole still sees all of them. With ~800 features a tree
+    #: on 50,000 rows takes ~20 s on one core; on 5,000 rows ~1.5 s. 0: every tree on all rows.
+    tree_rows: int = 5_000
     n_estimators: int = 100
     max_depth: int = 10
-    n_jobs: int = 1
+    n_jobs: int = -1  #: cores for the forest (-1: all)
     seed: int = 42
     permutation_repeats: int = 3
     max_importance_rows: int = 5_000
+    #: a feature that alone explains a target with this R² is a copy of it (leak)
     leakage_r2: float = 0.98
+    #: a feature that explains this much of the future index moves beyond the past leaks
+    #: (bqxdask._select_leakage explains the test)
+    leakage_future_r2: float = 0.1
 
 
 ALL_FAMILIES: tuple[str, ...] = (
@@ -498,6 +506,20 @@ def validate_families(fam: FamiliesConfig) -> None:
     _check_windows(fam.select.horizons, "families.select.horizons", minimum=1)
     if any(lag < 0 for lag in fam.select.lags):
         raise ConfigError("families.select.lags must be >= 0 (a negative lag looks into the future); fix: remove it")
+    sel = fam.select
+    for key in ("max_train_rows", "n_estimators", "max_depth", "permutation_repeats", "max_importance_rows"):
+        if getattr(sel, key) < 1:
+            raise ConfigError(f"families.select.{key} must be >= 1, got {getattr(sel, key)}; fix: leave the default "
+                              f"{getattr(SelectParams, key)}")
+    if sel.tree_rows < 0:
+        raise ConfigError("families.select.tree_rows must be >= 0 (0: every tree on all training rows); fix: the "
+                          "default is 5000")
+    if sel.n_jobs == 0 or sel.n_jobs < -1:
+        raise ConfigError(f"families.select.n_jobs = {sel.n_jobs}; fix: a number of cores >= 1, or -1 for all")
+    for key in ("leakage_r2", "leakage_future_r2"):
+        if not 0 < getattr(sel, key) <= 1:
+            raise ConfigError(f"families.select.{key} must lie in (0, 1], got {getattr(sel, key)}; fix: leave the "
+                              f"default {getattr(SelectParams, key)}")
 
 
 def _check_windows(windows: tuple[int, ...], key: str, *, minimum: int) -> None:

@@ -83,9 +83,9 @@ def test_unreachable_scheduler_is_one_clear_line(pg_url, tmp_path):
 
 
 def test_parquet_output_to_an_fsspec_url(pg_url, tmp_path, dask_client):
-    import bqxdask
     from pipeline_util import make_config
 
+    import bqxdask
     from bqxdask.pipeline import run_features
 
     load_bars(pg_url, SRC, "eurusd", eurusd(1).iloc[:4000])
