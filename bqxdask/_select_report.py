@@ -151,7 +151,11 @@ def _write_dataset(fh, ds, metrics: Mapping[str, Any]) -> None:
     meta = {"pair": ds.pair, "bqxdask_version": __version__, "seed": metrics["seed"], "purge_gap_rows": ds.gap,
             "horizons": list(ds.horizons), "lags": metrics["lags"], "families": metrics["families"]}
     table = table.replace_schema_metadata({b"bqxdask": json.dumps(meta, sort_keys=True).encode()})
-    pq.write_table(table, fh, compression="zstd")
+    # as the feature files (outputs/parquet.py): no dictionary for unique floats, byte-stream
+    # split so that zstd sees the exponent bytes together
+    floats = names[3:]
+    pq.write_table(table, fh, compression="zstd", use_dictionary=["split"], use_byte_stream_split=floats,
+                   row_group_size=65_536)
 
 
 def _top(ranking: pd.DataFrame) -> dict[int, pd.DataFrame]:

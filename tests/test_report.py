@@ -151,7 +151,9 @@ def headless_chromium(binary: str, profile: Path):
             "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
             f"--user-data-dir={profile}", "--window-size=1400,1200", "about:blank"]
     log = open(profile.parent / "chromium.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # TMPDIR: Chromium's singleton socket folder lands in the test's tmp, not in /tmp for good
+    env = {**os.environ, "TMPDIR": str(profile.parent)}
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
