@@ -1153,7 +1153,7 @@ def print_report(r: dict[str, Any]) -> None:
                                      f"; missed by {t_read - TARGET_READ * fo_s:.3f} s")
             + f"); in-process {r['read']['in_process'] / fo_s:.2f}×")
     verdict("compute", w_ratio <= TARGET_COMPUTE,
-            f"compute of one pair-month, all families, alone on a worker = {w_ratio:.2f}× the write floor of its "
+            f"compute of one pair-month, all families, alone on a worker = {w_ratio:.3f}× the write floor of its "
             f"rows (target: well under, ≤ {TARGET_COMPUTE:.1f}×); in this process {p_ratio:.2f}×, inside "
             f"the run {med_ratio:.2f}×")
     verdict("memory", peak_ru * TARGET_HEADROOM <= limit and spilled == 0,

@@ -68,6 +68,11 @@ def test_environment_overrides_are_toml_values(tmp_path):
         ({}, {"BQX_CLUSTER__N_WORKERS": "lots"}, "BQX_CLUSTER__N_WORKERS='lots' is not a TOML value"),
         ({}, {"BQX_CLUSTER__NOPE": "1"}, "unknown config key 'cluster.nope'"),
         ({"cluster": {"memory_limit": "a lot"}}, {}, "cluster.memory_limit = 'a lot' is not a memory size"),
+        ({"families": {"select": {"lags": [0, -60]}}}, {}, "families.select.lags must be >= 0"),
+        ({"families": {"select": {"tree_rows": -1}}}, {}, "families.select.tree_rows must be >= 0"),
+        ({"families": {"select": {"n_estimators": 0}}}, {}, "families.select.n_estimators must be >= 1"),
+        ({"families": {"select": {"n_jobs": 0}}}, {}, "families.select.n_jobs = 0"),
+        ({"families": {"select": {"leakage_future_r2": 1.5}}}, {}, "families.select.leakage_future_r2 must lie in"),
     ],
 )
 def test_bad_config_is_one_line_naming_key_and_fix(tmp_path, raw, env, needle):
