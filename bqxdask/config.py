@@ -145,7 +145,7 @@ class SelectParams:
     max_train_rows: int = 50_000
     #: rows each tree is grown on (RandomForestRegressor ``max_samples``), drawn from the
     #: training rows; the forest as a whole still sees all of them. With ~800 features a tree
-    #: on 50,000 rows takes ~20 s on one core; on 5,000 rows ~1.5 s. 0: every tree on all rows.
+    #: on 50,000 rows takes ~30 s on one core, on 5,000 rows ~3 s. 0: every tree on all rows.
     tree_rows: int = 5_000
     n_estimators: int = 100
     max_depth: int = 10

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -151,8 +152,10 @@ def headless_chromium(binary: str, profile: Path):
             "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
             f"--user-data-dir={profile}", "--window-size=1400,1200", "about:blank"]
     log = open(profile.parent / "chromium.log", "w")  # noqa: SIM115 - closed below
-    # TMPDIR: Chromium's singleton socket folder lands in the test's tmp, not in /tmp for good
-    env = {**os.environ, "TMPDIR": str(profile.parent)}
+    # TMPDIR: Chromium's singleton socket folder goes to a short-lived folder of ours (short
+    # path: a Unix socket path is limited to 107 bytes) instead of staying in /tmp for good
+    scratch = tempfile.mkdtemp(prefix="bqxchr")
+    env = {**os.environ, "TMPDIR": scratch}
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         port_file = profile / "DevToolsActivePort"
@@ -172,6 +175,7 @@ def headless_chromium(binary: str, profile: Path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # renderer/zygote children of the one we started
         log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 async def _render(port: int, url: str, want_painted: int, timeout: float = 60.0) -> tuple[dict, list[str]]:
