@@ -248,7 +248,7 @@ def format_plan(plan: Plan, cfg: Config, url: str) -> str:
     workers = cfg.cluster.n_workers
     lines.append(f"connections: up to {workers * cfg.database.max_connections_per_worker + 1} "
                  f"({workers} workers × {cfg.database.max_connections_per_worker} + 1 client)")
-    projection = ", ".join(f"{n} workers {human_seconds(est.wall_seconds(n))}"
+    projection = ", ".join(f"{n} worker{'' if n == 1 else 's'} {human_seconds(est.wall_seconds(n))}"
                            for n in sorted({1, 2, 4, 8, workers}))
     lines.append(f"estimated wall time: {projection} ({est.core_seconds:,.0f} core-seconds; throughput "
                  f"{est.throughput_source}; assumes one core per worker and a database that keeps up)")
