@@ -8,12 +8,15 @@ where no run has, the per-core numbers ``make bench`` measured when this file wa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
-from .features import registry
-from .plan import Plan
+
+if TYPE_CHECKING:  # the registry imports every family (TA-Lib…); check needs only the sizes here
+    from .plan import Plan
 
 #: task seconds per source row per family on one worker (compute + SQL COPY + Parquet), median
 #: of 3 runs of benchmarks/bench_pipeline.py on the 2-core development machine (2026-11-28,
@@ -31,10 +34,9 @@ DEFAULT_SECONDS_PER_ROW = {
 }
 #: reading + quarantine + index/BQX preparation, per source row
 DEFAULT_PREPARE_SECONDS_PER_ROW = 1.2e-6
-#: bytes on disk per value: PostgreSQL heap (8 B + tuple header share) and Parquet (zstd + byte-stream-split)
-SQL_TUPLE_OVERHEAD = 24 + 8 + 4  # header, time, alignment/null bitmap
-SQL_INDEX_BYTES_PER_ROW = 24
-PARQUET_BYTES_PER_VALUE = 6.3  # measured: 23.4 MB for 33,093 rows × 111 columns
+#: Parquet bytes on disk per float64 value (zstd + byte-stream split; outputs/parquet.py):
+#: 23.4 MB for 33,093 rows × 111 columns; 4.8 (statistics) to 6.9 (reg_bqx) on EURUSD 2017
+PARQUET_BYTES_PER_VALUE = 6.3
 CLUSTER_START_SECONDS = 5.0
 
 
@@ -70,7 +72,22 @@ def measured_seconds_per_row(runs_dir: str | Path) -> tuple[dict[str, float], st
     return {**DEFAULT_SECONDS_PER_ROW, **found}, source
 
 
+def sql_row_bytes(n_columns: int) -> int:
+    """On-disk bytes of one feature-table row in PostgreSQL: heap tuple + primary-key index entry.
+
+    Heap: 4 B line pointer + 23 B tuple header and a null bitmap (the NaN→NULL warm-up rows
+    carry one), padded to 8 B, + 8 B per column (time and the float8 features). Index: the
+    btree entry on ``time`` (8 B header + 8 B key + 4 B line pointer) at the 90 % fill factor.
+    Page headers and free-space slack add about 2 % more, which the caller's rounding covers.
+    """
+    header = 23 + math.ceil((n_columns + 1) / 8)
+    header = (header + 7) // 8 * 8
+    return 4 + header + 8 * (n_columns + 1) + math.ceil(20 / 0.9)
+
+
 def estimate(plan: Plan, cfg: Config) -> Estimate:
+    from .features import registry
+
     per_row, source = measured_seconds_per_row(cfg.run.runs_dir)
     rows = values = sql_bytes = 0
     core = 0.0
@@ -82,19 +99,23 @@ def estimate(plan: Plan, cfg: Config) -> Estimate:
         for fam in unit.todo:
             n_cols = len(registry.get(fam).column_names(cfg.families))
             values += unit.rows * n_cols
-            sql_bytes += unit.rows * (SQL_TUPLE_OVERHEAD + 8 * n_cols + SQL_INDEX_BYTES_PER_ROW)
+            sql_bytes += unit.rows * sql_row_bytes(n_cols)
             core += unit.rows * per_row.get(fam, max(per_row.values()))
     parquet_bytes = int(values * PARQUET_BYTES_PER_VALUE)
     return Estimate(rows, values, sql_bytes if cfg.output.write_sql else 0,
                     parquet_bytes if cfg.output.write_parquet else 0, core, source)
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    raise AssertionError  # pragma: no cover
+def fmt_bytes(n: float | None) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    if n is None:
+        return "?"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
 
 
 def human_seconds(s: float) -> str:

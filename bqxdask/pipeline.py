@@ -28,7 +28,7 @@ from . import __version__
 from .config import Config, month_bounds
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
-from .db.budget import connections_needed, server_budget, servers
+from .db.budget import connections_needed, describe_need, server_budget, servers
 from .db.connect import connection, describe, explain_db_error, table_exists
 from .db.schema import create_output_schema, feature_table
 from .db.source import BARS_META, MonthStats, SourceTable, first_time, inspect_source, survey
@@ -113,7 +113,7 @@ def run_features(
     for warning in plan.warnings:
         log.warning(warning)
     if dry_run:
-        out.write(format_plan(plan, cfg, url) + "\n")
+        out.write(format_plan(plan, cfg, url, rurl) + "\n")
         return RunResult(run_id, plan)
 
     result = RunResult(run_id, plan, run_dir=run_dir)
@@ -224,9 +224,9 @@ def _parquet_checks(cfg: Config, fams: Sequence[str], checkpoints) -> dict[tuple
     return ok
 
 
-def format_plan(plan: Plan, cfg: Config, url: str) -> str:
+def format_plan(plan: Plan, cfg: Config, url: str, rurl: str) -> str:
     """What ``features --dry-run`` prints: the units, their sizes and a projection of the run."""
-    from .estimate import estimate, human_bytes, human_seconds
+    from .estimate import estimate, fmt_bytes, human_seconds
 
     lines = [f"plan {plan.run_id} on {describe(url)}",
              f"families: {', '.join(plan.families)}",
@@ -240,14 +240,15 @@ def format_plan(plan: Plan, cfg: Config, url: str) -> str:
     lines.append(f"rows: {est.rows:,} source rows to compute · {est.values:,} feature values")
     where = []
     if cfg.output.write_sql:
-        where.append(f"SQL {cfg.database.output_schema}.<family>_<pair> ≈ {human_bytes(est.sql_bytes)}")
+        where.append(f"SQL {cfg.database.output_schema}.<family>_<pair> ≈ {fmt_bytes(est.sql_bytes)}")
     if cfg.output.write_parquet:
         where.append(f"Parquet {cfg.output.parquet_dir}/<family>/pair=…/year=…/month=… ≈ "
-                     f"{human_bytes(est.parquet_bytes)}")
+                     f"{fmt_bytes(est.parquet_bytes)}")
     lines.append("writes: " + ("; ".join(where) or "nothing (both outputs disabled)"))
-    workers = cfg.cluster.n_workers
-    lines.append(f"connections: up to {workers * cfg.database.max_connections_per_worker + 1} "
-                 f"({workers} workers × {cfg.database.max_connections_per_worker} + 1 client)")
+    workers, per = cfg.cluster.n_workers, cfg.database.max_connections_per_worker
+    for server_url, urls_on_server in servers(url, rurl):
+        lines.append(f"connections: up to {describe_need(workers, per, urls_on_server)}"
+                     + (f" to {describe(server_url)}" if server_url != url else ""))
     projection = ", ".join(f"{n} worker{'' if n == 1 else 's'} {human_seconds(est.wall_seconds(n))}"
                            for n in sorted({1, 2, 4, 8, workers}))
     lines.append(f"estimated wall time: {projection} ({est.core_seconds:,.0f} core-seconds; throughput "
@@ -318,6 +319,7 @@ def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit) 
 @contextlib.contextmanager
 def _cluster(cfg: Config, client: Any, out: TextIO):
     """Yield (client, dashboard URL): the given client, an existing scheduler, or a LocalCluster."""
+    import dask
     from distributed import Client, LocalCluster
 
     if client is not None:
@@ -327,8 +329,6 @@ def _cluster(cfg: Config, client: Any, out: TextIO):
         yield client, link
         return
     if cfg.cluster.scheduler_address:
-        import dask
-
         try:  # the connect timeout is Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
             c = Client(cfg.cluster.scheduler_address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError) as exc:
@@ -342,8 +342,6 @@ def _cluster(cfg: Config, client: Any, out: TextIO):
         finally:
             c.close()
         return
-    import dask
-
     with dask.config.set(WORKER_ENVIRON):
         cluster = LocalCluster(
             n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,

@@ -59,9 +59,10 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import Config, month_bounds
-from .db.budget import connections_needed, same_server, server_budget
+from .db.budget import connections_needed, describe_need, same_server, server_budget
 from .db.urls import DbTarget, describe_url, scrub
 from .errors import BqxError
+from .estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 ICON = {OK: "✅", WARN: "⚠️", FAIL: "❌"}
@@ -81,10 +82,8 @@ CONNECTIONS_WARN = 0.80
 DISK_WARN, DISK_FAIL = 0.50, 0.90
 #: bars in one pair-month when the database cannot tell (FX trades 24 h × 5 days: ~31,000)
 ASSUMED_BARS_PER_MONTH = 31_000
-#: Parquet bytes per float64 value when no output exists yet to measure: zstd barely
-#: compresses float64 features — 0.7× (statistics) to 1.17× (reg) of 8 B, measured on
-#: EURUSD 2017 outputs of every family
-ASSUMED_PARQUET_RATIO = 1.10
+#: Parquet bytes per float64 value, as a share of 8 B, when no output exists yet to measure
+ASSUMED_PARQUET_RATIO = PARQUET_BYTES_PER_VALUE / 8
 #: what a worker process weighs before it holds any data (Python, pandas, numpy, TA-Lib, Dask)
 WORKER_BASELINE_BYTES = 200 * 2**20
 #: live copies of a unit's frame while a family runs (prepared, result, values, COPY buffer)
@@ -304,18 +303,6 @@ def _header(cfg: Config, facts: Facts) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Formatting helpers
 # --------------------------------------------------------------------------------------------
-def fmt_bytes(n: float | None) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    if n is None:
-        return "?"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
-
-
 def _pct(part: float, whole: float) -> str:
     if not whole:
         return "∞ %"
@@ -710,8 +697,7 @@ def _connection_budget(cur, cfg: Config, facts: Facts, *, label: str, urls_on_se
     values = {"max_connections": max_c, "reserved": reserved, "in_use": current, "free": free, "needed": need,
               "workers": workers, "per_worker": per, "urls_on_server": urls_on_server,
               "role_connection_limit": role_limit, "database_connection_limit": db_limit}
-    twice = " × 2 URLs" if urls_on_server == 2 else ""
-    plan = f"the run opens {need} ({workers} workers × {per}{twice} + {urls_on_server} client)"
+    plan = f"the run opens {describe_need(workers, per, urls_on_server)}"
     server = (f"max_connections {max_c} − {reserved} reserved − {current} in use = {free} free"
               + (f" (capped by the {limits[0]})" if limits else ""))
     fix_workers = max(1, (int(free * CONNECTIONS_WARN) - urls_on_server) // max(1, per * urls_on_server))
@@ -1053,19 +1039,6 @@ def _talib_check() -> Check:
 # --------------------------------------------------------------------------------------------
 # Output size
 # --------------------------------------------------------------------------------------------
-def sql_row_bytes(n_columns: int) -> int:
-    """On-disk bytes of one feature-table row in PostgreSQL: heap tuple + primary-key index entry.
-
-    Heap: 4 B line pointer + 23 B tuple header and a null bitmap (the NaN→NULL warm-up rows
-    carry one), padded to 8 B, + 8 B per column (time and the float8 features). Index: the
-    btree entry on ``time`` (8 B header + 8 B key + 4 B line pointer) at the 90 % fill factor.
-    Page headers and free-space slack add about 2 % more, which the caller's rounding covers.
-    """
-    header = 23 + math.ceil((n_columns + 1) / 8)
-    header = (header + 7) // 8 * 8
-    return 4 + header + 8 * (n_columns + 1) + math.ceil(20 / 0.9)
-
-
 def measured_parquet_ratio(root: str, families: Iterable[str], max_files: int = 24) -> dict[str, tuple[float, int]]:
     """Per family with existing unit files: (Parquet bytes / (8 B × values), files measured).
 

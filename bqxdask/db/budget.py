@@ -20,6 +20,13 @@ def connections_needed(workers: int, per_worker: int, urls_on_server: int = 1) -
     return workers * per_worker * urls_on_server + urls_on_server
 
 
+def describe_need(workers: int, per_worker: int, urls_on_server: int = 1) -> str:
+    """``17 (8 workers × 2 + 1 client)``: :func:`connections_needed` with how it adds up."""
+    twice = " × 2 URLs" if urls_on_server == 2 else ""
+    return (f"{connections_needed(workers, per_worker, urls_on_server)} ({workers} workers × {per_worker}{twice} "
+            f"+ {urls_on_server} client)")
+
+
 def same_server(a: str, b: str) -> bool:
     ta, tb = DbTarget.parse(a), DbTarget.parse(b)
     ha = dict(ta.query).get("host") or ta.host
