@@ -19,8 +19,7 @@ import io
 import json
 import math
 import posixpath
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -28,6 +27,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config
+from .outputs.parquet import filesystem, write_atomic
 
 TOP_N = 20
 FILES = ("dataset.parquet", "ranking.csv", "metrics.json", "top_features.html", "top_features.png")
@@ -35,26 +35,6 @@ FILES = ("dataset.parquet", "ranking.csv", "metrics.json", "top_features.html", 
 
 def selection_dir(parquet_dir: str, pair: str) -> str:
     return posixpath.join(parquet_dir.rstrip("/"), "selection", f"pair={pair}")
-
-
-def _fs(root: str):
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(root)
-    return fs, path
-
-
-def _write_atomic(fs, path: str, write: Callable[[Any], None]) -> None:
-    directory, name = posixpath.split(path)
-    tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with fs.open(tmp, "wb") as fh:
-            write(fh)
-        fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
 
 
 def _finite(x: float) -> float | None:
@@ -117,18 +97,18 @@ def metrics_dict(cfg: Config, ds, results, leakage, *, skipped: Sequence[str], l
 
 def write_outputs(parquet_dir: str, ds, ranking: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
     """Write the five files atomically; returns the folder."""
-    fs, base = _fs(parquet_dir)
+    fs, base = filesystem(parquet_dir)
     folder = selection_dir(base, ds.pair)
     fs.makedirs(folder, exist_ok=True)
-    _write_atomic(fs, posixpath.join(folder, "dataset.parquet"), lambda fh: _write_dataset(fh, ds, metrics))
-    _write_atomic(fs, posixpath.join(folder, "ranking.csv"),
+    write_atomic(fs, posixpath.join(folder, "dataset.parquet"), lambda fh: _write_dataset(fh, ds, metrics))
+    write_atomic(fs, posixpath.join(folder, "ranking.csv"),
                   lambda fh: fh.write(ranking.to_csv(index=False, lineterminator="\n").encode()))
-    _write_atomic(fs, posixpath.join(folder, "metrics.json"),
+    write_atomic(fs, posixpath.join(folder, "metrics.json"),
                   lambda fh: fh.write((json.dumps(metrics, indent=2) + "\n").encode()))
     top = _top(ranking)
-    _write_atomic(fs, posixpath.join(folder, "top_features.html"),
+    write_atomic(fs, posixpath.join(folder, "top_features.html"),
                   lambda fh: fh.write(chart_html(ds.pair, top, metrics).encode()))
-    _write_atomic(fs, posixpath.join(folder, "top_features.png"), lambda fh: fh.write(chart_png(ds.pair, top)))
+    write_atomic(fs, posixpath.join(folder, "top_features.png"), lambda fh: fh.write(chart_png(ds.pair, top)))
     return folder
 
 
