@@ -69,6 +69,8 @@ def measured_seconds_per_row(runs_dir: str | Path) -> tuple[dict[str, float], st
             if fam and fam not in found and rows and secs:
                 found[fam] = secs / rows
                 source = f"measured by recent runs in {root}/"
+        if found.keys() >= DEFAULT_SECONDS_PER_ROW.keys():
+            break  # every family has its newest measurement
     return {**DEFAULT_SECONDS_PER_ROW, **found}, source
 
 
@@ -85,25 +87,33 @@ def sql_row_bytes(n_columns: int) -> int:
     return 4 + header + 8 * (n_columns + 1) + math.ceil(20 / 0.9)
 
 
+def parquet_bytes(rows: int, n_columns: int, per_value: float = PARQUET_BYTES_PER_VALUE) -> float:
+    """Bytes of the Parquet files of ``rows`` rows of a family with ``n_columns`` features.
+
+    ``per_value`` is measured over every column of the files, ``time`` included, so it applies
+    to ``n_columns + 1`` columns.
+    """
+    return rows * (n_columns + 1) * per_value
+
+
 def estimate(plan: Plan, cfg: Config) -> Estimate:
     from .features import registry
 
     per_row, source = measured_seconds_per_row(cfg.run.runs_dir)
-    rows = values = sql_bytes = 0
-    core = 0.0
+    n_cols = {f: len(registry.get(f).column_names(cfg.families)) for f in plan.families}
+    values = sql_bytes = 0
+    pq_bytes = core = 0.0
     for unit in plan.units:
         if not unit.todo:
             continue
-        rows += unit.rows
         core += unit.rows * DEFAULT_PREPARE_SECONDS_PER_ROW
         for fam in unit.todo:
-            n_cols = len(registry.get(fam).column_names(cfg.families))
-            values += unit.rows * n_cols
-            sql_bytes += unit.rows * sql_row_bytes(n_cols)
+            values += unit.rows * n_cols[fam]
+            sql_bytes += unit.rows * sql_row_bytes(n_cols[fam])
+            pq_bytes += parquet_bytes(unit.rows, n_cols[fam])
             core += unit.rows * per_row.get(fam, max(per_row.values()))
-    parquet_bytes = int(values * PARQUET_BYTES_PER_VALUE)
-    return Estimate(rows, values, sql_bytes if cfg.output.write_sql else 0,
-                    parquet_bytes if cfg.output.write_parquet else 0, core, source)
+    return Estimate(plan.rows_to_compute(), values, sql_bytes if cfg.output.write_sql else 0,
+                    int(pq_bytes) if cfg.output.write_parquet else 0, core, source)
 
 
 def fmt_bytes(n: float | None) -> str:

@@ -61,8 +61,9 @@ from . import __version__
 from .config import Config, month_bounds
 from .db.budget import connections_needed, describe_need, same_server, server_budget
 from .db.urls import DbTarget, describe_url, scrub
-from .errors import BqxError
+from .errors import BqxError, OutputError
 from .estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
+from .estimate import parquet_bytes as estimate_parquet_bytes
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 ICON = {OK: "✅", WARN: "⚠️", FAIL: "❌"}
@@ -1047,13 +1048,18 @@ def measured_parquet_ratio(root: str, families: Iterable[str], max_files: int = 
     """
     import pyarrow.parquet as pq
 
-    base = Path(root)
-    if _is_remote(root) or not base.is_dir():
+    from .outputs.parquet import unit_files
+
+    if _is_remote(root) or not Path(root).is_dir():
         return {}
     out = {}
     for fam in families:
         size = values = files = 0
-        for path in sorted((base / fam).glob("pair=*/year=*/month=*/part-0.parquet"))[-max_files:]:
+        try:
+            paths = [Path(p) for _, _, p in unit_files(root, fam, None, None, None)][-max_files:]
+        except OutputError:  # no output of this family yet
+            continue
+        for path in paths:
             try:
                 meta = pq.read_metadata(path)
                 stat = path.stat()
@@ -1108,7 +1114,7 @@ def _output(cfg: Config, facts: Facts) -> list[Check]:
     if cfg.output.write_parquet:
         measured = measured_parquet_ratio(cfg.output.parquet_dir, facts.families)
         ratios = {f: measured[f][0] if f in measured else ASSUMED_PARQUET_RATIO for f in cols}
-        parquet_bytes = sum(8.0 * rows * (c + 1) * ratios[f] for f, c in cols.items())
+        parquet_bytes = sum(estimate_parquet_bytes(rows, c, 8 * ratios[f]) for f, c in cols.items())
         per_value = parquet_bytes / values_n if values_n else 0.0
         assumed = f"{8 * ASSUMED_PARQUET_RATIO:.1f} B/value assumed (float64 features barely compress)"
         if len(measured) == len(cols):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import html
 import math
 import os
+import posixpath
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def make_report(cfg: Config, pair: str, month: str, output: str | os.PathLike[st
         notes.append(f"No reg_rate output for {pair} {month}: the regression overlay is left out "
                      f"(make it with: bqxdask features --pairs {pair} --start {month} --end {month} "
                      "--families reg_rate).")
-    layout = _layout(pair, month, data, frames, metas, notes, max_points)
+    layout = _layout(pair, month, data, metas, notes, max_points)
     path = Path(output) if output is not None else default_output(pair, month)
     _write_html(layout, path, title=f"bqxdask {pair.upper()} {month}")
     return path
@@ -115,10 +115,7 @@ def _missing_message(root: str, pair: str, month: str, missing: list[str]) -> st
 
 
 def _read(root: str, family: str, pair: str, month: str) -> pd.DataFrame:
-    from .outputs.parquet import read_features
-
-    frame = read_features(family, [pair], month, month, parquet_dir=root).compute(scheduler="sync")
-    return frame.drop(columns="pair").sort_index()
+    return parquet.read_unit(root, family, pair, month).sort_index()
 
 
 def reg_window(columns: list[str] | pd.Index) -> int | None:
@@ -205,8 +202,8 @@ def _finish_legend(p) -> None:
     p.legend.background_fill_alpha = 0.6
 
 
-def _layout(pair: str, month: str, data: pd.DataFrame, frames: dict[str, pd.DataFrame],
-            metas: dict[str, dict[str, Any] | None], notes: list[str], max_points: int):
+def _layout(pair: str, month: str, data: pd.DataFrame, metas: dict[str, dict[str, Any] | None],
+            notes: list[str], max_points: int):
     from bokeh.layouts import column
     from bokeh.models import Div, HoverTool, Span
 
@@ -222,12 +219,11 @@ def _layout(pair: str, month: str, data: pd.DataFrame, frames: dict[str, pd.Data
     price.line("x", f"bb_middle_{BOLLINGER_N}", source=src, color="#6baed6", line_dash="dashed", line_width=1,
                legend_label=f"SMA {BOLLINGER_N}")
     idx_line = price.line("x", "rate_index", source=src, color="black", line_width=1.2, legend_label="idx")
-    reg_cols = [c for c in data.columns if re.fullmatch(r"w\d+_pred", c)]
-    if reg_cols:
-        w = reg_cols[0][1:].split("_")[0]
+    w = reg_window(data.columns)  # the one _assemble picked, if any
+    if w is not None:
         degree = (metas.get("reg_rate") or {}).get("params", {}).get("degree", "")
         label = f"regression fit w{w}" + (f" (degree {degree})" if degree else "")
-        price.line("x", reg_cols[0], source=src, color="#e6550d", line_width=1.2, legend_label=label)
+        price.line("x", f"w{w}_pred", source=src, color="#e6550d", line_width=1.2, legend_label=label)
     price.add_tools(HoverTool(renderers=[idx_line], mode="vline",
                               tooltips=[("time (UTC)", "@x{%F %H:%M}"), ("idx", "@rate_index{0.0000}")],
                               formatters={"@x": "datetime"}))
@@ -249,7 +245,7 @@ def _layout(pair: str, month: str, data: pd.DataFrame, frames: dict[str, pd.Data
 
     bqx = _figure("BQX returns  w{W}_bqx_return = (Σ idx[t−i] − W·idx[t]) / idx[t]  (positive = price fell)", 230,
                   x_range=price.x_range)
-    for i, col in enumerate(c for c in data.columns if c.endswith("_bqx_return")):
+    for i, col in enumerate(bqx_return_columns(data.columns)):
         bqx.line("x", col, source=src, color=_COLORS[i % len(_COLORS)], line_width=1, legend_label=col.split("_")[0])
     bqx.add_layout(Span(location=0, dimension="width", line_color="#999999"))
     _finish_legend(bqx)
@@ -287,12 +283,7 @@ def _write_html(layout, path: Path, *, title: str) -> None:
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
-    page = file_html(layout, INLINE, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    page = file_html(layout, INLINE, title=title).encode("utf-8")
+    fs, folder = parquet.filesystem(str(path.parent))
+    fs.makedirs(folder, exist_ok=True)
+    parquet.write_atomic(fs, posixpath.join(folder, path.name), lambda fh: fh.write(page))

@@ -154,7 +154,14 @@ def unit_files(root: str, family: str, pairs: Sequence[str] | None, start: str |
     return out
 
 
-def _read_unit(item: tuple[str, str, str], root: str, columns: Sequence[str]) -> pd.DataFrame:
+def read_unit(root: str, family: str, pair: str, month: str) -> pd.DataFrame:
+    """One unit file, every column, indexed by time (no Dask: for one known pair-month)."""
+    _, base = filesystem(root)
+    return _read_unit((pair, month, unit_path(base, family, pair, month)), root, None).drop(columns="pair")
+
+
+def _read_unit(item: tuple[str, str, str], root: str, columns: Sequence[str] | None) -> pd.DataFrame:
+    """The file of one (pair, month, path), as ``pair`` + ``columns`` (None: all) indexed by time."""
     pair, month, path = item
     fs, _ = filesystem(root)
     try:
@@ -168,7 +175,7 @@ def _read_unit(item: tuple[str, str, str], root: str, columns: Sequence[str]) ->
     frame = table.to_pandas()
     frame = frame.set_index("time")
     frame.insert(0, "pair", pd.Series(pair, index=frame.index, dtype="string"))
-    return frame[["pair", *columns]]
+    return frame if columns is None else frame[["pair", *columns]]
 
 
 def read_features(
