@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import platform
 import resource
@@ -72,11 +71,13 @@ sys.path.insert(0, str(HERE))
 import _baseline as old  # noqa: E402
 
 from bqxdask import __version__  # noqa: E402
-from bqxdask.config import ALL_FAMILIES, ClusterConfig, build_config, month_bounds  # noqa: E402
+from bqxdask.config import ALL_FAMILIES, ClusterConfig, build_config, month_bounds, month_range  # noqa: E402
 from bqxdask.db import database_url, read_url  # noqa: E402
 from bqxdask.db.connect import connect, qualified  # noqa: E402
 from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
-from bqxdask.db.writer import ensure_feature_table  # noqa: E402
+from bqxdask.db.schema import feature_table, source_table  # noqa: E402
+from bqxdask.db.source import copy_out  # noqa: E402
+from bqxdask.db.writer import BARS_ROW, ensure_feature_table  # noqa: E402
 from bqxdask.features import registry  # noqa: E402
 from bqxdask.features.index import validate_bars  # noqa: E402
 from bqxdask.features.prepare import prepare  # noqa: E402
@@ -84,9 +85,9 @@ from bqxdask.ingest.seed import seed_database  # noqa: E402
 from bqxdask.pipeline import run_features  # noqa: E402
 from bqxdask.plan import warmup_read_rows  # noqa: E402
 
-log = logging.getLogger("bench_pipeline")
-
 SRC = "bench_src"
+#: bytes of a binary COPY stream that are not rows: the 19-byte header and the 2-byte trailer
+COPY_FRAME_BYTES = 21
 RESULTS = HERE / "results" / "latest.json"
 TARGET_E2E = 2.0  # end to end ≤ 2× floor
 TARGET_READ = 2.0  # Dask read ≤ 2× COPY-out floor
@@ -151,12 +152,6 @@ def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def mib(n: float) -> float:
     return n / 2**20
-
-
-def months_between(start: str, end: str) -> list[str]:
-    from bqxdask.config import month_range
-
-    return month_range(start, end)
 
 
 def execute(url: str, *statements: sql.Composable | str) -> None:
@@ -247,12 +242,6 @@ class RssSampler:
         self._thread.join()
 
 
-def postmaster_pid(pg: EmbeddedPostgres) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return int((pg.data_dir / "postmaster.pid").read_text().splitlines()[0])
-    return None
-
-
 def _spill(dask_worker) -> dict[str, float]:
     data = dask_worker.data
     metrics = getattr(data, "cumulative_metrics", {})
@@ -341,7 +330,7 @@ def summarise(result) -> dict[str, Any]:
 # the floor
 # --------------------------------------------------------------------------------------------
 def unit_list(pairs: Sequence[str], start: str, end: str) -> list[tuple[str, str]]:
-    return [(p, m) for p in pairs for m in months_between(start, end)]
+    return [(p, m) for p in pairs for m in month_range(start, end)]
 
 
 def floor_copy_out(url: str, units: Sequence[tuple[str, str]], warmup: int) -> tuple[int, int]:
@@ -352,16 +341,14 @@ def floor_copy_out(url: str, units: Sequence[tuple[str, str]], warmup: int) -> t
         with conn.cursor() as cur:
             for pair, month in units:
                 lo, hi = month_bounds(month)
-                table = qualified(SRC, f"m1_{pair}")
+                table = qualified(SRC, source_table(pair))
                 cols = sql.SQL("SELECT time, open, high, low, close, volume FROM {}").format(table)
                 for q in (sql.SQL("{} WHERE time >= {} AND time < {}").format(cols, sql.Literal(lo), sql.Literal(hi)),
                           sql.SQL("{} WHERE time < {} ORDER BY time DESC LIMIT {}").format(
                               cols, sql.Literal(lo), sql.Literal(warmup_read_rows(warmup)))):
-                    buf = io.BytesIO()
-                    cur.copy_expert(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(q).as_string(conn), buf)
-                    data = buf.getvalue()
+                    data = copy_out(cur, q)
                     nbytes += len(data)
-                    rows += (len(data) - 21) // (2 + 6 * 4 + 6 * 8)
+                    rows += (len(data) - COPY_FRAME_BYTES) // BARS_ROW.itemsize
         conn.rollback()
     finally:
         conn.close()
@@ -389,15 +376,16 @@ def dump_outputs(url: str, cfg, result, dump_dir: Path, floor_schema: str) -> li
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(floor_schema)))
-            tables = sorted({f"{r['family']}_{r['pair']}" for r in result.results if r["status"] == "done"})
+            done = sorted((r for r in result.results if r["status"] == "done"),
+                          key=lambda r: (r["family"], r["pair"], r["month"]))
+            tables = sorted({feature_table(r["family"], r["pair"]) for r in done})
             for t in tables:
                 cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
                     qualified(floor_schema, t), qualified(schema, t)))
             conn.commit()
-            for r in sorted((r for r in result.results if r["status"] == "done"),
-                            key=lambda r: (r["family"], r["pair"], r["month"])):
+            for r in done:
                 lo, hi = month_bounds(r["month"])
-                table = f"{r['family']}_{r['pair']}"
+                table = feature_table(r["family"], r["pair"])
                 path = dump_dir / f"{table}_{r['month']}.bin"
                 q = sql.SQL("SELECT * FROM {} WHERE time >= {} AND time < {}").format(
                     qualified(schema, table), sql.Literal(lo), sql.Literal(hi))
@@ -503,19 +491,15 @@ def read_dask(client, specs: dict[str, list]) -> int:
     The bars stay on the workers, as in the pipeline (they feed ``prepare_unit`` there); only
     the row counts come back, so the client's deserialisation is not timed as "read".
     """
-    import dask.dataframe as dd
     from dask import delayed
 
     from bqxdask import tasks
-    from bqxdask.db.source import BARS_META
+    from bqxdask.pipeline import month_reads
 
     tag = uuid.uuid4().hex[:12]  # fresh keys: a repetition must not find the last one's results
     parts, warm = [], []
     for pair, pair_specs in specs.items():
-        divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (
-            pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),)
-        parts.append(dd.from_map(tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions,
-                                 label=f"bench-read-{pair}-{tag}", enforce_metadata=False))
+        parts.append(month_reads(pair_specs, f"bench-read-{pair}-{tag}"))  # the pipeline's read graph
         warm += [delayed(len)(delayed(tasks.read_warmup)(s, dask_key_name=f"bench-warmup-{s.pair}-{s.month}-{tag}"))
                  for s in pair_specs]
     # two compute calls: mixing expression-backed frames and delayed objects in one would
@@ -571,7 +555,7 @@ def _malloc_env() -> dict[str, str | None]:
 # --------------------------------------------------------------------------------------------
 # the old way
 # --------------------------------------------------------------------------------------------
-def old_way(bench: Bench, cfg, specs: dict[str, list], total_rows: int, sample: int,
+def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int,
             insert_sample: int) -> dict[str, Any]:
     """Time the old per-partition scripts (see :mod:`_baseline`) and extrapolate to the run."""
     from bqxdask.features.bqx import bqx_return
@@ -640,18 +624,19 @@ def old_way(bench: Bench, cfg, specs: dict[str, list], total_rows: int, sample: 
             with conn.cursor() as cur:
                 cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
                 for name in s.families:
-                    ensure_feature_table(cur, schema, f"{name}_{spec.pair}",
+                    ensure_feature_table(cur, schema, feature_table(name, spec.pair),
                                          registry.get(name).column_names(fc))
             conn.commit()
             for name in s.families:
                 frame = frames_new[name].iloc[-insert_sample:]
-                table = f"{name}_{spec.pair}"
+                table = feature_table(name, spec.pair)
+                truncate = sql.SQL("TRUNCATE {}").format(qualified(schema, table))
                 t_ins, _ = timed(lambda f=frame, t=table: old.insert_rows(conn, schema, t, f))
-                execute(bench.url, sql.SQL("TRUNCATE {}").format(qualified(schema, table)))
+                execute(bench.url, truncate)
                 t_sql, _ = timed(lambda f=frame, t=table: old.to_sql_default(eng, schema, t, f))
-                execute(bench.url, sql.SQL("TRUNCATE {}").format(qualified(schema, table)))
+                execute(bench.url, truncate)
                 t_csv, _ = timed(lambda f=frame, t=table: old.csv_copy(conn, schema, t, f))
-                execute(bench.url, sql.SQL("TRUNCATE {}").format(qualified(schema, table)))
+                execute(bench.url, truncate)
                 k = total_rows / len(frame)
                 write[name] = {"insert": t_ins * k, "to_sql": t_sql * k, "csv_copy": t_csv * k,
                                "rows": len(frame)}
@@ -765,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_rss: bool = False
                  ) -> dict[str, Any]:
     """One ``run_features`` on ``client`` with CPU accounting (and RSS sampling); outputs left in place."""
-    meter = CpuMeter(postmaster_pid(bench.pg), dask_pids)
+    meter = CpuMeter(bench.pg.status().pid, dask_pids)
     worker_pids = client.run(os.getpid)
     r0 = client.run(_rusage)
     with RssSampler(worker_pids.values()) if sample_rss else contextlib.nullcontext() as rss:
@@ -842,7 +827,7 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
     dumps = dump_outputs(bench.url, cfg_a, run1["result"], bench.tmp / "dumps", floor_schema)
     bench.cleanup(cfg_a)
     floors = []
-    pg_meter = CpuMeter(postmaster_pid(bench.pg), [])
+    pg_meter = CpuMeter(bench.pg.status().pid, [])
 
     def floor_in() -> None:
         c0 = pg_meter.snapshot()
@@ -877,10 +862,7 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
 
     say("run with the LocalCluster start-up included (client=None)")
     cfg = bench.config(bench.fresh_tag("c"), s.start, s.end)
-    bench.checkpoint()
-    t_with, res_with = timed(lambda: run_features(cfg, out=io.StringIO()))
-    if res_with.exit_code:
-        raise RuntimeError(f"run with start-up failed: {res_with.failures[:3]}")
+    t_with, _ = run_once(bench, cfg, None)  # no client: run_features starts its own LocalCluster
     bench.cleanup(cfg)
     r["e2e_with_cluster"] = t_with
     if s.cli:
@@ -912,7 +894,7 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
                     "rows": summarise(res1)["total"]["rows"]}
 
     say(f"the old way: sample of {s.sample_rows} rows (compute) and {s.insert_rows} rows (INSERT) per family")
-    r["old"] = old_way(bench, cfg_a, specs, best_run["summary"]["total"]["rows"], s.sample_rows, s.insert_rows)
+    r["old"] = old_way(bench, specs, best_run["summary"]["total"]["rows"], s.sample_rows, s.insert_rows)
     return r
 
 

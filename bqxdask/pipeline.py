@@ -367,9 +367,20 @@ def _dashboard(client: Any) -> str | None:
         return None
 
 
+def month_reads(pair_specs: Sequence[UnitSpec], label: str):
+    """One pair's bars as a Dask DataFrame: one partition per month (``tasks.read_month``),
+    explicit month divisions and meta, so that no task reads to find them out."""
+    import dask.dataframe as dd
+
+    from . import tasks
+
+    divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),)
+    return dd.from_map(tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions, label=label,
+                       enforce_metadata=False)
+
+
 def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec], result: RunResult,
              run_dir: Path | None, out: TextIO) -> None:
-    import dask.dataframe as dd
     from dask import delayed
     from distributed import as_completed, performance_report
 
@@ -379,9 +390,7 @@ def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec]
     for pair in dict.fromkeys(u.pair for u in work):
         units = [u for u in work if u.pair == pair]
         pair_specs = [specs[u.key] for u in units]
-        divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),)
-        bars = dd.from_map(tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions,
-                           label=f"read-{pair}", enforce_metadata=False)
+        bars = month_reads(pair_specs, f"read-{pair}")
         for unit, spec, part in zip(units, pair_specs, bars.to_delayed()):
             tag = f"{unit.pair}-{unit.month}-{plan.run_id}"
             warm = delayed(tasks.read_warmup)(spec, dask_key_name=f"warmup-{tag}")

@@ -59,7 +59,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import Config, month_bounds
-from .db.budget import connections_needed, describe_need, same_server, server_budget
+from .db.budget import connections_needed, describe_need, server_budget, servers
 from .db.urls import DbTarget, describe_url, scrub
 from .errors import BqxError, OutputError
 from .estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
@@ -660,14 +660,13 @@ def _database(cfg: Config, facts: Facts) -> list[Check]:
                                  "superuser": bool(superuser), "database_bytes": size}))
             # each line guards itself: one refused catalog query must not hide the others
             checks += _each(g, "server", _server_version, cur)
-            rurl = cfg.database.read_url
-            separate = bool(rurl) and rurl != url
-            replica_here = separate and same_server(url, rurl)
+            rurl = cfg.database.read_url or url
+            urls_on = dict(servers(url, rurl))  # the run's URLs per server, as the run counts them
             checks += _each(g, "connections", _connection_budget, cur, cfg, facts, label="connections",
-                            urls_on_server=2 if replica_here else 1)
+                            urls_on_server=urls_on[url])
             checks += _each(g, "privileges", _output_privileges, cur, cfg, user)
-            if separate:
-                checks += _each(g, "read_url", _read_replica, cfg, facts, rurl, same_server=replica_here)
+            if rurl != url:
+                checks += _each(g, "read_url", _read_replica, cfg, facts, rurl, same_server=rurl not in urls_on)
             else:
                 checks += _sources(cur, cfg, facts)
     finally:
