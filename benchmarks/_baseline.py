@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -194,6 +194,41 @@ def reg_polyfit(y: np.ndarray, windows: Sequence[int], start: int, stop: int) ->
             for col, val in zip(cols, vals):
                 col[i] = val
     return out
+
+
+def family_parts(name: str, ix: pd.DataFrame, series: pd.Series, fc, start: int, stop: int
+                 ) -> tuple[Callable[[], object] | None, Callable[[], object] | None,
+                            Callable[[object, object], pd.DataFrame]]:
+    """How the old scripts computed one family, for rows ``[start, stop)`` of ``ix``.
+
+    ``(whole, sampled, assemble)``: ``whole()`` is the part they ran on the whole partition
+    (vectorised pandas/TA-Lib), ``sampled()`` the slow part (rolling apply, rolling polyfit)
+    run only on rows ``[start, stop)``; either may be None. ``assemble(whole_out, sampled_out)``
+    gives the family's frame (its columns may still include earlier rows). The benchmark times
+    the two parts apart; the smoke test compares the assembled frame with bqxdask.
+    """
+    from bqxdask.features import registry  # which series a family reads: the index or BQX
+
+    idx = ix["idx"]
+    x = {"idx": idx, "bqx": series}.get(registry.get(name).input)
+    if name == "bqx":
+        return (lambda: bqx(idx, fc.bqx.windows)), None, lambda whole, _: whole
+    if name.startswith("bollinger"):
+        return (lambda: bollinger(x, fc.bollinger.periods, fc.bollinger.k)), None, lambda whole, _: whole
+    if name.startswith("statistics"):
+        return ((lambda: statistics_builtin(x, fc.statistics.windows)),
+                (lambda: statistics_apply(x, fc.statistics.windows, start, stop)),
+                lambda whole, sampled: whole.iloc[start:stop].join(sampled))
+    if name == "technical_rate":
+        return (lambda: technical_rate(ix)), None, lambda whole, _: whole
+    if name == "technical_bqx":
+        return (lambda: technical_bqx(series)), None, lambda whole, _: whole
+    if name.startswith("reg"):
+        y = x.to_numpy()
+        first = int(np.flatnonzero(np.isfinite(y))[0])
+        return (None, (lambda: reg_polyfit(y[first:], fc.reg.windows, start - first, stop - first)),
+                lambda _, sampled: pd.DataFrame(sampled, index=ix.index[start:stop]))
+    raise ValueError(f"no old way for family {name!r}")
 
 
 # -- 3. write ------------------------------------------------------------------------------

@@ -578,7 +578,6 @@ def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int,
         ix = old.index_frame(bars, spec.baseline)
         idx = ix["idx"]
         series = pd.Series(bqx_return(idx.to_numpy(), fc.bqx.series_window), index=idx.index)
-        x_of = {"idx": idx, "bqx": series}
         n = len(idx)
         start = max(n_warm, n - sample)  # the last `sample` rows of the month: every window is full
         fam_t: dict[str, dict[str, Any]] = {}
@@ -586,27 +585,10 @@ def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int,
 
         # 2. features: vectorised parts on the whole unit, the slow ones on `sample` rows
         for name in s.families:
-            fam = registry.get(name)
-            x = x_of.get(fam.input)
-            full_s, sample_s, out = 0.0, 0.0, None
-            if name == "bqx":
-                full_s, out = timed(lambda: old.bqx(idx, fc.bqx.windows))
-            elif name.startswith("bollinger"):
-                full_s, out = timed(lambda x=x: old.bollinger(x, fc.bollinger.periods, fc.bollinger.k))
-            elif name.startswith("statistics"):
-                full_s, part = timed(lambda x=x: old.statistics_builtin(x, fc.statistics.windows))
-                sample_s, slow = timed(lambda x=x: old.statistics_apply(x, fc.statistics.windows, start, n))
-                out = part.iloc[start:].join(slow)[fam.column_names(fc)]
-            elif name == "technical_rate":
-                full_s, out = timed(lambda: old.technical_rate(ix))
-            elif name == "technical_bqx":
-                full_s, out = timed(lambda: old.technical_bqx(series))
-            elif name.startswith("reg"):
-                y = x.to_numpy()
-                first = int(np.flatnonzero(np.isfinite(y))[0])
-                sample_s, cols = timed(lambda y=y, first=first: old.reg_polyfit(
-                    y[first:], fc.reg.windows, start - first, n - first))
-                out = pd.DataFrame(cols, index=idx.index[start:])[fam.column_names(fc)]
+            whole, sampled, assemble = old.family_parts(name, ix, series, fc, start, n)
+            full_s, whole_out = timed(whole) if whole else (0.0, None)
+            sample_s, sampled_out = timed(sampled) if sampled else (0.0, None)
+            out = assemble(whole_out, sampled_out)[registry.get(name).column_names(fc)]
             out = out.iloc[-(n - start):] if len(out) > n - start else out
             frames_new[name] = out
             extrapolated = full_s * scale + sample_s / (n - start) * total_rows

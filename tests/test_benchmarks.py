@@ -68,24 +68,9 @@ def test_old_way_computes_the_same_values(frame, family):
     ref = registry.get(family).compute(prepare(frame, baseline, fc), fc)
     ix = old.index_frame(frame, baseline)
     series = pd.Series(bqx_return(ix["idx"].to_numpy(), fc.bqx.series_window), index=ix.index)
-    x = {"idx": ix["idx"], "bqx": series}.get(registry.get(family).input)
     start, stop = 1300, 1500
-    if family == "bqx":
-        got = old.bqx(ix["idx"], fc.bqx.windows)
-    elif family.startswith("bollinger"):
-        got = old.bollinger(x, fc.bollinger.periods, fc.bollinger.k)
-    elif family.startswith("statistics"):
-        got = old.statistics_builtin(x, fc.statistics.windows).iloc[start:stop].join(
-            old.statistics_apply(x, fc.statistics.windows, start, stop))
-    elif family == "technical_rate":
-        got = old.technical_rate(ix)
-    elif family == "technical_bqx":
-        got = old.technical_bqx(series)
-    else:
-        y = x.to_numpy()
-        first = int(np.flatnonzero(np.isfinite(y))[0])
-        got = pd.DataFrame(old.reg_polyfit(y[first:], fc.reg.windows, start - first, stop - first),
-                           index=ix.index[start:stop])
+    whole, sampled, assemble = old.family_parts(family, ix, series, fc, start, stop)
+    got = assemble(whole() if whole else None, sampled() if sampled else None)
     got = got.iloc[-(stop - start):][list(ref.columns)]
     want = ref.iloc[start:stop]
     a, e = got.to_numpy(float), want.to_numpy(float)
