@@ -838,8 +838,8 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
                      "postgres_cpu": floor_cpu["postgres"], "other_cpu": floor_cpu["other"],
                      "bytes": sum(d.nbytes for d in dumps), "rows": sum(d.rows for d in dumps),
                      "values": sum(d.rows * d.columns for d in dumps),
-                     "per_family": _per_family_floor(per_dump),
-                     "per_unit": {f"{p} {m}": v for (p, m), v in _per_unit_floor(per_dump).items()}}
+                     "per_family": _floor_by(per_dump, lambda d: d.family),
+                     "per_unit": {f"{p} {m}": v for (p, m), v in _floor_by(per_dump, lambda d: (d.pair, d.month)).items()}}
     r["floor"] = t_out + t_in
 
     say("run with the LocalCluster start-up included (client=None)")
@@ -880,17 +880,11 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
     return r
 
 
-def _per_family_floor(per_dump: dict[Dump, float]) -> dict[str, float]:
-    out: dict[str, float] = defaultdict(float)
+def _floor_by(per_dump: dict[Dump, float], key: Callable[[Dump], Any]) -> dict[Any, float]:
+    """The floor's COPY seconds summed per ``key(dump)`` (a family, a (pair, month) unit)."""
+    out: dict[Any, float] = defaultdict(float)
     for d, t in per_dump.items():
-        out[d.family] += t
-    return dict(out)
-
-
-def _per_unit_floor(per_dump: dict[Dump, float]) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = defaultdict(float)
-    for d, t in per_dump.items():
-        out[(d.pair, d.month)] += t
+        out[key(d)] += t
     return dict(out)
 
 

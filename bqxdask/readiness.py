@@ -226,18 +226,13 @@ def assess(cfg: Config) -> Assessment:
     checks: list[Check] = []
     # dependency order, not print order: the plan needs the machine, connections need the
     # plan's worker count, the unit-memory line and the size estimate need the row counts
-    for step in (_machine, _plan, _database, _plan_late, _dependencies, _output):
-        checks += _guarded(step, cfg, facts)
+    for group, step in (("machine", _machine), ("plan", _plan), ("database", _database), ("plan", _plan_late),
+                        ("dependencies", _dependencies), ("output size", _output)):
+        checks += _each(group, "check failed", step, cfg, facts)
     for c in checks:
         c.detail = scrub(c.detail, *facts.secrets)
         c.values = _scrub_values(c.values, facts.secrets)
     return Assessment(_scrub_values(_header(cfg, facts), facts.secrets), checks)
-
-
-def _guarded(step: Callable[[Config, Facts], list[Check]], cfg: Config, facts: Facts) -> list[Check]:
-    group = step.__name__.strip("_").replace("_late", "")
-    group = {"output": "output size"}.get(group, group)
-    return _each(group, "check failed", step, cfg, facts)
 
 
 def _each(group: str, name: str, fn: Callable[..., Check | list[Check]], *args: Any, **kwargs: Any) -> list[Check]:

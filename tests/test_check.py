@@ -256,7 +256,7 @@ def test_a_crashing_check_becomes_a_failed_line():
     def _machine(cfg, facts):
         raise KeyError("boom")
 
-    (line,) = readiness._guarded(_machine, None, readiness.Facts())
+    (line,) = readiness._each("machine", "check failed", _machine, None, readiness.Facts())
     assert (line.group, line.status) == ("machine", "fail")
     assert "could not be checked: KeyError" in line.detail and "fix:" in line.detail
 
