@@ -67,6 +67,12 @@ class DatabaseConfig:
     output_schema: str = "features"
     embedded_dir: str = ".bqx/pgdata"
     max_connections_per_worker: int = 2  #: concurrent connections one worker may hold
+    #: seconds a connection attempt may take before it counts as failed (SPEC §11)
+    connect_timeout: int = 10
+    #: seconds a statement may wait on a lock before the run reports who holds it (SPEC §11)
+    lock_timeout: float = 30.0
+    #: seconds a unit keeps waiting on a lock before it fails, naming the holder (SPEC §11)
+    lock_wait_limit: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class RunConfig:
     start: str = "2024-07"
     end: str = "2024-07"
     runs_dir: str = "runs"
+    #: when no unit has finished for this many seconds, print what every busy worker does (SPEC §11)
+    stall_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -458,6 +466,16 @@ def validate(cfg: Config) -> None:
     validate_identifier(cfg.database.output_schema, "database.output_schema")
     if cfg.database.max_connections_per_worker < 1:
         raise ConfigError("database.max_connections_per_worker must be >= 1; fix: set it to 1 or more")
+    for key in ("connect_timeout", "lock_timeout", "lock_wait_limit"):
+        if getattr(cfg.database, key) <= 0:
+            raise ConfigError(f"database.{key} must be > 0 seconds; fix: set it to a positive number")
+    if cfg.database.lock_wait_limit < cfg.database.lock_timeout:
+        raise ConfigError(
+            f"database.lock_wait_limit = {cfg.database.lock_wait_limit:g} is below database.lock_timeout = "
+            f"{cfg.database.lock_timeout:g}; fix: make the limit at least the report threshold"
+        )
+    if cfg.run.stall_seconds <= 0:
+        raise ConfigError("run.stall_seconds must be > 0; fix: set it to a positive number of seconds")
     if not cfg.run.pairs:
         raise ConfigError("run.pairs is empty; fix: list at least one pair, e.g. pairs = [\"eurusd\"]")
     for i, pair in enumerate(cfg.run.pairs):

@@ -41,6 +41,10 @@ class ConnectionFailed(DatabaseError):
     """The server cannot be reached (yet): down, restarting, wrong host or credentials."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database stayed unreachable through every retry: the run stops (SPEC §11)."""
+
+
 class SourceError(BqxError):
     """Source bars are missing or unusable (missing table or column, empty month)."""
 

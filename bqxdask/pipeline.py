@@ -29,17 +29,28 @@ from .config import Config, month_bounds
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
 from .db.budget import connections_needed, describe_need, server_budget, servers
-from .db.connect import connection, describe, explain_db_error, table_exists
+from .db.connect import connection, describe, explain_db_error, identify, table_exists
+from .db.locks import register_run, xact_lock
 from .db.schema import create_output_schema, feature_table
-from .db.source import BARS_META, MonthStats, SourceTable, first_time, inspect_source, survey
-from .db.writer import ensure_feature_table, load_checkpoints
-from .errors import BqxError, ConfigError, OutputError
+from .db.source import (
+    BARS_META,
+    MonthStats,
+    SourceTable,
+    first_time,
+    inspect_source,
+    null_time_rows,
+    survey,
+)
+from .db.writer import ensure_feature_table, load_checkpoints, replace_null_time_rejects
+from .errors import BqxError, ConfigError, DatabaseUnavailable, OutputError
 from .features import registry
 from .outputs import parquet
+from .outputs.locations import check_output_locations
 from .plan import Plan, make_plan, survey_window, warmup_read_rows
 from .progress import Progress, format_summary, summary_rows
 from .runlog import new_run_id, setup_logging, write_json
 from .tasks import UnitSpec
+from .watch import RunWatch
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,11 @@ class RunResult:
     wall_seconds: float = 0.0
     run_dir: Path | None = None
     dashboard: str | None = None
+    #: source rows with a NULL time, per pair (quarantined: SPEC §3)
+    null_time: dict[str, int] = field(default_factory=dict)
+    #: what the stall reports said (SPEC §11)
+    stalls: list[dict[str, Any]] = field(default_factory=list)
+    started_at: Any = None
 
     @property
     def exit_code(self) -> int:
@@ -69,7 +85,7 @@ class RunResult:
 
     @property
     def rejected(self) -> int:
-        return sum(r.get("rejected", 0) for r in self._per_unit())
+        return sum(r.get("rejected", 0) for r in self._per_unit()) + sum(self.null_time.values())
 
     @property
     def duplicates(self) -> int:
@@ -101,22 +117,26 @@ def run_features(
     unknown = [f for f in fams if f not in registry.all_families()]
     if unknown:
         raise ConfigError(f"--families: unknown family {unknown[0]!r}; fix: use some of {', '.join(registry.all_families())}")
+    if not dry_run:
+        check_output_locations(cfg)
     run_id = new_run_id()
     run_dir = None if dry_run else Path(cfg.run.runs_dir) / run_id
+    identify(run_id, "client", connect_timeout=cfg.database.connect_timeout)
     url = database_url(cfg)
     rurl = read_url(cfg, url)
     setup_logging(run_dir, secrets_=(url, rurl))
     log.info("bqxdask %s run %s on %s", __version__, run_id, describe(url))
     t_start = time.perf_counter()
 
-    plan, sources = _plan(cfg, url, rurl, fams, run_id, full_refresh, dry_run)
+    plan, sources, extras = _plan(cfg, url, rurl, fams, run_id, full_refresh, dry_run)
     for warning in plan.warnings:
         log.warning(warning)
     if dry_run:
         out.write(format_plan(plan, cfg, url, rurl) + "\n")
         return RunResult(run_id, plan)
 
-    result = RunResult(run_id, plan, run_dir=run_dir)
+    result = RunResult(run_id, plan, run_dir=run_dir, null_time=extras["null_time"],
+                       started_at=extras["started_at"])
     result.results.extend(
         {"family": f, "pair": u.pair, "month": u.month, "status": "skipped"} for u in plan.units for f in u.skip
     )
@@ -129,7 +149,7 @@ def run_features(
                               for f in u.todo)
     work = [u for u in plan.units if u.todo and u.rows > 0]
     if work:
-        specs = {u.key: _spec(cfg, url, rurl, plan, sources[u.pair], u) for u in work}
+        specs = {u.key: _spec(cfg, url, rurl, plan, sources[u.pair], u, result.started_at) for u in work}
         if client is None and not cfg.cluster.scheduler_address:
             check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
         with _cluster(cfg, client, out) as (dask_client, dashboard):
@@ -137,7 +157,7 @@ def run_features(
                 check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
             _prepare_outputs(cfg, url, plan, work)
             result.dashboard = dashboard
-            _execute(dask_client, plan, work, specs, result, run_dir, out)
+            _execute(dask_client, cfg, url, plan, work, specs, result, run_dir, out)
     result.wall_seconds = time.perf_counter() - t_start
     _finish(cfg, result, out, url)
     return result
@@ -145,24 +165,43 @@ def run_features(
 
 # -- planning ---------------------------------------------------------------------------------
 def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
-          full_refresh: bool, dry_run: bool = False) -> tuple[Plan, dict[str, SourceTable]]:
-    """Survey the sources, fix the baselines, read the checkpoints; a dry run writes nothing."""
+          full_refresh: bool, dry_run: bool = False) -> tuple[Plan, dict[str, SourceTable], dict[str, Any]]:
+    """Survey the sources, fix the baselines, read the checkpoints; a dry run writes nothing.
+
+    Also returns ``{"null_time": {pair: rows}, "started_at": the database's now()}``: rows that
+    have no time are quarantined here, once per pair, since no month can hold them.
+    """
     warmup = registry.warmup_rows(cfg.families, fams)
     surveys: dict[str, dict[str, MonthStats]] = {}
     sources: dict[str, SourceTable] = {}
     baselines = {}
+    null_time: dict[str, tuple[int, list[str]]] = {}
+    started_at = None
+    schema = cfg.database.output_schema
     try:
         with connection(url) as conn, connection(rurl) if rurl != url else contextlib.nullcontext(conn) as rconn:
             if not dry_run:
                 with conn.cursor() as cur:
-                    create_output_schema(cur, cfg.database.output_schema)
+                    create_output_schema(cur, schema)
+                    register_run(cur, schema, run_id)
+                    cur.execute("SELECT now()")
+                    started_at = cur.fetchone()[0]
                 conn.commit()
             with rconn.cursor() as rcur:
                 for pair in cfg.run.pairs:
                     src = inspect_source(rcur, cfg.database.source_schema, pair)
                     sources[pair] = src
                     surveys[pair] = _survey(rcur, src, cfg, warmup)
+                    null_time[pair] = null_time_rows(rcur, src)
                 rconn.rollback()
+            for pair, (count, reasons) in null_time.items():
+                if count:
+                    log.warning("%s: %d row(s) of %s have a NULL time and cannot be used%s; fix: set their time or "
+                                "delete them (SELECT * FROM %s WHERE time IS NULL)", pair, count, sources[pair].label,
+                                "" if dry_run else f" — quarantined in {schema}.rejected_bars with time NULL",
+                                sources[pair].label)
+                if not dry_run:
+                    replace_null_time_rejects(conn, schema, pair, reasons, run_id)
             for pair, src in sources.items():
                 baselines[pair] = resolve_baseline(conn, src, cfg.database.output_schema, cfg.index.baseline,
                                                    store=not dry_run)
@@ -186,7 +225,8 @@ def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
                      checkpoints=checkpoints, parquet_ok=parquet_ok, full_refresh=full_refresh)
     short = [p for p in cfg.run.pairs if sum(s.rows for s in surveys[p].values()) < warmup]
     extra = tuple(f"{p}: fewer bars than the longest lookback ({warmup} rows); early rows will be NULL" for p in short)
-    return dataclasses.replace(plan, warnings=plan.warnings + extra), sources
+    extras = {"null_time": {p: c for p, (c, _) in null_time.items() if c}, "started_at": started_at}
+    return dataclasses.replace(plan, warnings=plan.warnings + extra), sources, extras
 
 
 def _survey(cur, src: SourceTable, cfg: Config, warmup: int) -> dict[str, MonthStats]:
@@ -292,6 +332,7 @@ def _prepare_outputs(cfg: Config, url: str, plan: Plan, work: Sequence) -> None:
     todo = {(f, u.pair) for u in work for f in u.todo}
     try:
         with connection(url) as conn, conn.cursor() as cur:
+            xact_lock(cur, cfg.database.output_schema, "ddl")  # concurrent CREATE TABLE collide in the catalog
             for fam, pair in sorted(todo):
                 cols = registry.get(fam).column_names(cfg.families)
                 extra = ensure_feature_table(cur, cfg.database.output_schema, feature_table(fam, pair), cols)
@@ -304,7 +345,7 @@ def _prepare_outputs(cfg: Config, url: str, plan: Plan, work: Sequence) -> None:
         raise explain_db_error(exc, url, "creating the output tables") from None
 
 
-def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit) -> UnitSpec:
+def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit, started_at=None) -> UnitSpec:
     lo, hi = month_bounds(unit.month)
     return UnitSpec(
         url=url, read_url=rurl, source=src, output_schema=cfg.database.output_schema,
@@ -313,6 +354,7 @@ def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit) 
         fingerprint=unit.fingerprint, config_hashes=dict(plan.config_hashes),
         parquet_dir=cfg.output.parquet_dir if cfg.output.write_parquet else None,
         write_sql=cfg.output.write_sql, max_connections=cfg.database.max_connections_per_worker,
+        lock_timeout=cfg.database.lock_timeout, lock_wait_limit=cfg.database.lock_wait_limit, started_at=started_at,
     )
 
 
@@ -346,7 +388,9 @@ def _cluster(cfg: Config, client: Any, out: TextIO):
         cluster = LocalCluster(
             n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
             memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
-            processes=True, silence_logs=logging.ERROR,
+            # a failing task's "Compute Failed … Traceback" is the run's to tell, in one line (the
+            # traceback goes to run.log): the workers' own log stays quiet below CRITICAL
+            processes=True, silence_logs=logging.CRITICAL,
         )
     c = Client(cluster)
     try:
@@ -379,8 +423,8 @@ def month_reads(pair_specs: Sequence[UnitSpec], label: str):
                        enforce_metadata=False)
 
 
-def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec], result: RunResult,
-             run_dir: Path | None, out: TextIO) -> None:
+def _execute(client: Any, cfg: Config, url: str, plan: Plan, work: Sequence, specs: dict[str, UnitSpec],
+             result: RunResult, run_dir: Path | None, out: TextIO) -> None:
     from dask import delayed
     from distributed import as_completed, performance_report
 
@@ -400,11 +444,16 @@ def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec]
                 labels.append((fam, unit.pair, unit.month))
     report = run_dir / "dask-performance-report.html" if run_dir is not None else None
     progress = Progress(len(outputs), stream=sys.stderr if out is sys.stdout else out)
-    with performance_report(filename=str(report)) if report else contextlib.nullcontext():
+    watch = RunWatch(client, url, topic=f"bqxdask-{plan.run_id}", progress=progress,
+                     stall_seconds=cfg.run.stall_seconds)
+    with performance_report(filename=str(report)) if report else contextlib.nullcontext(), watch:
         futures = client.compute(outputs)
         index = {f.key: i for i, f in enumerate(futures)}
+        pending = set(futures)
         for fut in as_completed(futures):
+            pending.discard(fut)
             fam, pair, month = labels[index[fut.key]]
+            watch.finished()
             try:
                 res = fut.result()
             except Exception as exc:  # one unit's failure must not stop the others
@@ -415,11 +464,30 @@ def _execute(client: Any, plan: Plan, work: Sequence, specs: dict[str, UnitSpec]
                 result.failures.append(msg)
                 result.results.append({"family": fam, "pair": pair, "month": month, "status": "failed", "error": msg})
                 progress.advance(failed=True)
+                if isinstance(exc, DatabaseUnavailable):  # the database is gone: stop, don't fail unit by unit
+                    _abandon(client, pending, labels, index, result, exc)
+                    break
             else:
                 result.results.append(res)
+                if res.get("waited_for"):
+                    log.info("%s %s %s: %s", fam, pair, month, res.get("reason") or f"waited for {res['waited_for']}")
                 progress.advance(rows=res["rows"])
             fut.release()
+    result.stalls.extend(watch.stalls)
     progress.close()
+
+
+def _abandon(client: Any, pending: set, labels: list, index: dict, result: RunResult, exc: BaseException) -> None:
+    """Cancel what has not finished; every abandoned unit is listed as failed with the same cause."""
+    with contextlib.suppress(Exception):
+        client.cancel(list(pending))
+    for fut in pending:
+        fam, pair, month = labels[index[fut.key]]
+        result.results.append({"family": fam, "pair": pair, "month": month, "status": "failed",
+                               "error": f"not run: {exc}"})
+    if result.failures:
+        result.failures[-1] += f" — the run stopped there; {len(pending)} other output(s) not run"
+    pending.clear()
 
 
 def _tb(fut) -> list[str]:
@@ -462,8 +530,11 @@ def _finish(cfg: Config, result: RunResult, out: TextIO, url: str) -> None:
                 "failed": sum(r["status"] in ("failed", "empty") for r in result.results),
                 "rows": sum(r.get("rows", 0) for r in result.results if r["status"] == "done"),
                 "rejected_bars": result.rejected,
+                "null_time_rows": sum(result.null_time.values()),
                 "duplicates_dropped": result.duplicates,
             },
+            "null_time_rows": result.null_time,
+            "stalls": result.stalls,
             "per_family": rows,
             "units": result.results,
             "failures": result.failures,

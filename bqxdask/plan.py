@@ -54,6 +54,23 @@ class Checkpoint:
     parquet_written: bool
 
 
+def checkpoint_current(ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool,
+                       write_parquet: bool, parquet_ok: bool) -> bool:
+    """Whether a unit's checkpoint still stands for this config and these source bars (SPEC §6).
+
+    ``parquet_ok``: the unit's Parquet file exists and its metadata carries the same config
+    hash and fingerprint. Used by the plan and, under the unit's lock, by a run that waited
+    for another to write the unit (SPEC §11).
+    """
+    return (
+        ck is not None
+        and ck.config_hash == config_hash
+        and ck.fingerprint == fingerprint
+        and (ck.sql_written or not write_sql)
+        and (not write_parquet or (ck.parquet_written and parquet_ok))
+    )
+
+
 @dataclass(frozen=True)
 class Unit:
     """One (pair, month) partition and what to do with each family."""
@@ -159,16 +176,10 @@ def make_plan(
             fp = unit_fingerprint(month, stats, warmup, baseline)
             todo, skip = [], []
             for fam in families:
-                ck = checkpoints.get((fam, pair, month))
-                valid = (
-                    not full_refresh
-                    and ck is not None
-                    and ck.config_hash == hashes[fam]
-                    and ck.fingerprint == fp
-                    and (ck.sql_written or not cfg.output.write_sql)
-                    and (ck.parquet_written or not cfg.output.write_parquet)
-                    and (not cfg.output.write_parquet or (parquet_ok or {}).get((fam, pair, month), False))
-                )
+                valid = not full_refresh and checkpoint_current(
+                    checkpoints.get((fam, pair, month)), hashes[fam], fp, write_sql=cfg.output.write_sql,
+                    write_parquet=cfg.output.write_parquet,
+                    parquet_ok=(parquet_ok or {}).get((fam, pair, month), False))
                 (skip if valid else todo).append(fam)
             units.append(Unit(pair, month, rows, fp, tuple(todo), tuple(skip)))
     return Plan(run_id, tuple(families), warmup, hashes, dict(baselines), tuple(units), tuple(warnings))

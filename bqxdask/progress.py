@@ -29,6 +29,16 @@ class Progress:
         self.failed = 0
         self.rows = 0
         self._last_plain = -1
+        self._note = ""
+
+    def note(self, text: str) -> None:
+        """Show ``text`` after the counters until the next unit ends (a wait, say: SPEC §11).
+
+        On a terminal the line is redrawn with it; elsewhere the caller has logged it already.
+        """
+        self._note = text
+        if self.tty:
+            self._draw()
 
     def advance(self, rows: int = 0, failed: bool = False) -> None:
         self.done += 1
@@ -41,8 +51,9 @@ class Progress:
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         eta = (elapsed / self.done) * (self.total - self.done) if self.done else 0.0
         failed = f" · {self.failed} failed" if self.failed else ""
+        note = f" · {self._note}" if self._note else ""
         return (f"[{self.label}] {self.done}/{self.total} units · {self.rows:,} rows · {rate:,.0f} rows/s"
-                f" · elapsed {_fmt_duration(elapsed)} · ETA {_fmt_duration(eta)}{failed}")
+                f" · elapsed {_fmt_duration(elapsed)} · ETA {_fmt_duration(eta)}{failed}{note}")
 
     def _draw(self) -> None:
         if self.tty:

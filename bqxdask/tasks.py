@@ -11,9 +11,13 @@ checkpoint written last.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +27,17 @@ import pandas as pd
 from . import __version__, _faults
 from .config import FamiliesConfig
 from .db import pool
+from .db.connect import application_name
+from .db.locks import LockWatch, unit_lock
 from .db.schema import feature_table
 from .db.source import SourceTable, read_before, read_range
-from .db.writer import copy_buffer, replace_rejected, replace_unit
+from .db.writer import copy_buffer, load_checkpoint, replace_rejected, replace_unit
+from .errors import OutputError
 from .features import registry
 from .features.index import validate_bars
 from .features.prepare import prepare
 from .outputs import parquet
-from .plan import Checkpoint, warmup_read_rows
+from .plan import Checkpoint, checkpoint_current, warmup_read_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,62 @@ class UnitSpec:
     parquet_dir: str | None
     write_sql: bool
     max_connections: int
+    lock_timeout: float = 30.0
+    lock_wait_limit: float = 600.0
+    #: when the run started, by the database's clock: a unit another run wrote since then is
+    #: not written again, even under --full-refresh (SPEC §11)
+    started_at: dt.datetime | None = None
+
+    @property
+    def application_name(self) -> str:
+        return application_name(self.run_id, "worker")
+
+    @property
+    def topic(self) -> str:
+        """The Dask event topic on which this run's workers tell the client about waits."""
+        return f"bqxdask-{self.run_id}"
+
+
+# -- what each worker is doing (the client's stall report asks for it, SPEC §11) ----------------
+_activity_lock = threading.Lock()
+_activity: dict[int, dict[str, Any]] = {}
+
+
+@contextlib.contextmanager
+def activity(unit: str, stage: str, conn: Any = None) -> Iterator[None]:
+    """Mark this thread as busy with ``unit`` in ``stage`` (read, compute, Parquet, SQL, lock)."""
+    entry = {"unit": unit, "stage": stage, "since": time.time(),
+             "backend_pid": conn.get_backend_pid() if conn is not None and not conn.closed else None}
+    key = threading.get_ident()
+    with _activity_lock:
+        previous = _activity.get(key)
+        _activity[key] = entry
+    try:
+        yield
+    finally:
+        with _activity_lock:
+            if previous is None:
+                _activity.pop(key, None)
+            else:
+                _activity[key] = previous
+
+
+def busy() -> list[dict[str, Any]]:
+    """What this worker's task threads are doing now (run on the worker by ``Client.run``)."""
+    now = time.time()
+    with _activity_lock:
+        return [{**e, "seconds": now - e["since"]} for e in _activity.values()]
+
+
+def tell_client(spec: UnitSpec, message: str) -> None:
+    """A one-line notice for the client's progress line and run log (a lock wait, say)."""
+    log.info("%s", message)
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(spec.topic, message)
+    except (ImportError, ValueError):  # not inside a Dask worker (compute_features, tests)
+        log.warning("%s", message)
 
 
 @dataclass
@@ -75,7 +138,8 @@ def read_month(spec: UnitSpec) -> pd.DataFrame:
     """Raw bars of the unit's month (the body of the Dask ``from_map`` partitions)."""
 
     def step() -> pd.DataFrame:
-        with pool.pooled(spec.read_url, spec.max_connections) as conn, conn.cursor() as cur:
+        with pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn, \
+                activity(f"{spec.pair} {spec.month}", "read", conn), conn.cursor() as cur:
             frame = read_range(cur, spec.source, spec.lo, spec.hi)
             conn.rollback()
             return frame
@@ -91,7 +155,8 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
 
     def step() -> pd.DataFrame:
         nonlocal limit
-        with pool.pooled(spec.read_url, spec.max_connections) as conn, conn.cursor() as cur:
+        with pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn, \
+                activity(f"{spec.pair} {spec.month} warm-up", "read", conn), conn.cursor() as cur:
             while True:
                 raw, full = read_before(cur, spec.source, spec.lo, limit)
                 if full and len(raw):
@@ -120,7 +185,9 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepa
     duplicates = len(raw) - len(accepted) - len(rejected)
 
     def record() -> None:
-        with pool.pooled(spec.url, spec.max_connections) as conn:
+        with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn, \
+                activity(f"{spec.pair} {spec.month} rejected bars", "SQL", conn), \
+                _watch(conn, spec, f"recording the rejected bars of {spec.pair} {spec.month}"):
             replace_rejected(conn, spec.output_schema, spec.pair, spec.lo, spec.hi,
                              [t.to_pydatetime() for t in rejected["time"]], list(rejected["reason"]), spec.run_id)
 
@@ -137,50 +204,104 @@ def _empty_prepared() -> pd.DataFrame:
 
 # -- computing and writing --------------------------------------------------------------------
 def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> dict[str, Any]:
-    """Compute one family for the unit, write Parquet then SQL + checkpoint; return its stats."""
+    """Compute one family for the unit, then — holding the unit's advisory lock (SPEC §11) —
+    write Parquet, then SQL + checkpoint in one transaction; return its stats.
+
+    A unit that another run wrote while this one waited for the lock is not written again.
+    """
     family = registry.get(family_name)
     columns = family.column_names(spec.families)
+    label = f"{spec.pair} {spec.month} {family_name}"
     t0 = time.perf_counter()
-    _faults.point("compute")
-    result = family.compute(prepared.frame, spec.families).iloc[prepared.n_warm:]
+    with activity(label, "compute"):
+        _faults.point("compute")
+        result = family.compute(prepared.frame, spec.families).iloc[prepared.n_warm:]
+        times_us = result.index.as_unit("us").asi8 if len(result) else np.empty(0, dtype="int64")
+        values = result.to_numpy(dtype="float64")
+        payload = copy_buffer(times_us, values) if spec.write_sql else None
     t1 = time.perf_counter()
-    times_us = result.index.as_unit("us").asi8 if len(result) else np.empty(0, dtype="int64")
-    values = result.to_numpy(dtype="float64")
-    parquet_path = None
-    if spec.parquet_dir is not None:
-        meta = {
-            "bqxdask_version": __version__,
-            "family": family_name,
-            "pair": spec.pair,
-            "month": spec.month,
-            "config_hash": spec.config_hashes[family_name],
-            "fingerprint": spec.fingerprint,
-            "params": _params(family_name, spec.families),
-            "talib_version": _talib_version(),
-            "run_id": spec.run_id,
-            "baseline": spec.baseline,
-        }
-        parquet_path = parquet.write_unit(spec.parquet_dir, family_name, spec.pair, spec.month, times_us,
-                                          columns, values, meta)
-    t2 = time.perf_counter()
     checkpoint = Checkpoint(family_name, spec.pair, spec.month, spec.config_hashes[family_name], spec.fingerprint,
                             len(result), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
-    payload = copy_buffer(times_us, values) if spec.write_sql else None
+    timings: dict[str, float] = {}
 
-    def write() -> None:
-        with pool.pooled(spec.url, spec.max_connections) as conn:
-            replace_unit(conn, spec.output_schema, feature_table(family_name, spec.pair), spec.lo, spec.hi,
-                         columns, payload, checkpoint, spec.run_id)
+    def step() -> tuple[str | None, str | None]:
+        with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn:
+            with activity(label, "lock", conn), unit_lock(
+                    conn, spec.output_schema, family_name, spec.pair, spec.month, limit=spec.lock_wait_limit,
+                    report=functools.partial(tell_client, spec)) as waited_for:
+                if _written_by_another(conn, spec, family_name):
+                    return None, waited_for
+                t_lock = time.perf_counter()
+                path = None
+                if spec.parquet_dir is not None:
+                    with activity(label, "Parquet"):
+                        parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
+                        path = parquet.write_unit(spec.parquet_dir, family_name, spec.pair, spec.month, times_us,
+                                                  columns, values, _metadata(family_name, spec))
+                t_parquet = time.perf_counter()
+                with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}"):
+                    replace_unit(conn, spec.output_schema, feature_table(family_name, spec.pair), spec.lo, spec.hi,
+                                 columns, payload, checkpoint, spec.run_id)
+                timings.update(parquet=t_parquet - t_lock, sql=time.perf_counter() - t_parquet)
+                return path, waited_for
 
-    pool.retrying(write, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
+    t_write = time.perf_counter()
+    outcome = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
     t3 = time.perf_counter()
-    return {
+    parquet_path, waited_for = outcome
+    stats = {
         "family": family_name, "pair": spec.pair, "month": spec.month, "status": "done",
         "rows": len(result), "columns": len(columns), "rejected": prepared.rejected,
         "duplicates": prepared.duplicates, "warmup_rows": prepared.n_warm,
-        "seconds_compute": t1 - t0, "seconds_parquet": t2 - t1, "seconds_sql": t3 - t2,
+        "seconds_compute": t1 - t0, "seconds_parquet": timings.get("parquet", 0.0),
+        "seconds_sql": timings.get("sql", 0.0), "seconds_lock": (t3 - t_write) - sum(timings.values()),
         "seconds_prepare": prepared.seconds, "seconds": t3 - t0, "parquet": parquet_path,
         "sql_bytes": len(payload) if payload is not None else 0,
+    }
+    if waited_for is not None:
+        stats["waited_for"] = waited_for
+    if not timings:  # another run wrote it while we waited: nothing of ours was written
+        stats.update(status="skipped", rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
+    return stats
+
+
+def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
+    """Under the unit's lock: did another run write this unit, for this config and these bars?"""
+    with conn.cursor() as cur:
+        ck = load_checkpoint(cur, spec.output_schema, family_name, spec.pair, spec.month, other_than=spec.run_id,
+                             since=spec.started_at)
+    conn.commit()
+    if ck is None:
+        return False
+    parquet_ok = False
+    if spec.parquet_dir is not None:
+        try:
+            meta = parquet.unit_metadata(spec.parquet_dir, family_name, spec.pair, spec.month) or {}
+        except OutputError:
+            meta = {}
+        parquet_ok = meta.get("config_hash") == ck.config_hash and meta.get("fingerprint") == ck.fingerprint
+    return checkpoint_current(ck, spec.config_hashes[family_name], spec.fingerprint, write_sql=spec.write_sql,
+                              write_parquet=spec.parquet_dir is not None, parquet_ok=parquet_ok)
+
+
+def _watch(conn: Any, spec: UnitSpec, what: str) -> LockWatch:
+    return LockWatch(conn, spec.url, what, lock_timeout=spec.lock_timeout, limit=spec.lock_wait_limit,
+                     report=functools.partial(tell_client, spec), application_name=spec.application_name)
+
+
+def _metadata(family_name: str, spec: UnitSpec) -> dict[str, Any]:
+    """The Parquet file's ``bqxdask`` metadata (SPEC §6)."""
+    return {
+        "bqxdask_version": __version__,
+        "family": family_name,
+        "pair": spec.pair,
+        "month": spec.month,
+        "config_hash": spec.config_hashes[family_name],
+        "fingerprint": spec.fingerprint,
+        "params": _params(family_name, spec.families),
+        "talib_version": _talib_version(),
+        "run_id": spec.run_id,
+        "baseline": spec.baseline,
     }
 
 

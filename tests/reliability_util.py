@@ -87,7 +87,7 @@ def table_digest(url: str, schema: str) -> dict[str, tuple[int, str]]:
     with connection(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))
         for (name,) in cur.fetchall():
-            if name in ("checkpoints", "rejected_bars", "baseline_rates"):
+            if name in ("checkpoints", "rejected_bars", "baseline_rates", "runs"):
                 continue
             t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
             cur.execute(sql.SQL("SELECT count(*), count(DISTINCT time), md5(string_agg(t::text, '|' ORDER BY time)) "

@@ -1,4 +1,10 @@
-"""Connections: psycopg2 from a URL string, UTC sessions, errors that name the fix (SPEC §10)."""
+"""Connections: psycopg2 from a URL string, UTC sessions, errors that name the fix (SPEC §10, §11).
+
+Every connection says who it is (``application_name`` = ``bqxdask/<run_id>/<role>``, so an
+operator finds the run in ``pg_stat_activity``), gives up connecting after a timeout, and has
+TCP keepalives with a user timeout, so a database that vanishes (an Aurora failover, a cut
+network) surfaces as an error in seconds instead of a socket that hangs for hours.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +23,41 @@ from .urls import DbTarget, scrub
 #: every session reads and writes times in UTC, whatever the server's default
 SESSION_OPTIONS = "-c TimeZone=UTC -c statement_timeout=0"
 
+#: libpq keepalives: a silent peer is probed after 10 s idle, every 5 s, given up after 3 misses;
+#: unacknowledged data is given up after 30 s (tcp_user_timeout) — a dead server ends a statement
+#: in well under a minute (README: Troubleshooting). A URL's own query parameters win.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+              "tcp_user_timeout": 30_000}
+DEFAULT_CONNECT_TIMEOUT = 10
+MAX_APPLICATION_NAME = 63  # PostgreSQL truncates application_name at NAMEDATALEN - 1 bytes
 
-def connect(url: str, *, application_name: str = "bqxdask", connect_timeout: int = 10,
+_identity = {"application_name": "bqxdask", "connect_timeout": DEFAULT_CONNECT_TIMEOUT}
+
+
+def application_name(run_id: str | None, role: str) -> str:
+    """``bqxdask/<run_id>/<role>`` (role: client, worker, check …), at most 63 bytes."""
+    name = f"bqxdask/{run_id}/{role}" if run_id else f"bqxdask/{role}"
+    return name.encode()[:MAX_APPLICATION_NAME].decode(errors="ignore")
+
+
+def identify(run_id: str | None, role: str, *, connect_timeout: int | None = None) -> None:
+    """Name this process's connections from now on (the client and each worker call it once per run)."""
+    _identity["application_name"] = application_name(run_id, role)
+    if connect_timeout is not None:
+        _identity["connect_timeout"] = int(connect_timeout)
+
+
+def connect(url: str, *, application_name: str | None = None, connect_timeout: int | None = None,
             autocommit: bool = False) -> psycopg2.extensions.connection:
     """Open a psycopg2 connection to ``url``; failures become one-line :class:`DatabaseError`."""
     target = DbTarget.parse(url)
+    kwargs = {**KEEPALIVES, **target.connect_kwargs(
+        options=SESSION_OPTIONS,
+        application_name=application_name or _identity["application_name"],
+        connect_timeout=connect_timeout or _identity["connect_timeout"],
+    )}
     try:
-        conn = psycopg2.connect(**target.connect_kwargs(
-            options=SESSION_OPTIONS, application_name=application_name, connect_timeout=connect_timeout,
-        ))
+        conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
         raise ConnectionFailed(
             f"cannot connect to {target.describe()}: {_first_line(exc, target)}; "

@@ -18,17 +18,21 @@ from typing import TypeVar
 import psycopg2
 import psycopg2.extensions
 
-from ..errors import ConnectionFailed
-from .connect import connect
+from ..errors import ConnectionFailed, DatabaseUnavailable
+from .connect import connect, describe
+from .urls import scrub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_idle: dict[str, list[psycopg2.extensions.connection]] = {}
+#: idle connections per (URL, application_name): a worker of an external cluster serves many runs
+_idle: dict[tuple[str, str | None], list[psycopg2.extensions.connection]] = {}
 _slots: dict[str, threading.BoundedSemaphore] = {}
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, ConnectionFailed)
+#: a statement we cancelled ourselves (lock wait limit) is an answer, not a lost connection
+NOT_TRANSIENT = (psycopg2.errors.QueryCanceled,)
 
 
 def _slot(url: str, limit: int) -> threading.BoundedSemaphore:
@@ -39,17 +43,22 @@ def _slot(url: str, limit: int) -> threading.BoundedSemaphore:
 
 
 @contextlib.contextmanager
-def pooled(url: str, limit: int = 2) -> Iterator[psycopg2.extensions.connection]:
-    """Borrow a connection (at most ``limit`` per URL in this process)."""
+def pooled(url: str, limit: int = 2, *, application_name: str | None = None) -> Iterator[psycopg2.extensions.connection]:
+    """Borrow a connection (at most ``limit`` per URL in this process) named ``application_name``."""
     slot = _slot(url, limit)
     slot.acquire()
     conn = None
+    key = (url, application_name)
     try:
         with _lock:
-            idle = _idle.setdefault(url, [])
+            idle = _idle.setdefault(key, [])
             conn = idle.pop() if idle else None
+            if conn is None:  # connections another run left idle here are not ours to reuse
+                for other in [k for k in _idle if k[0] == url and k != key]:
+                    for stale in _idle.pop(other):
+                        _discard(stale)
         if conn is None or conn.closed:
-            conn = connect(url, application_name="bqxdask-worker")
+            conn = connect(url, application_name=application_name)
         try:
             yield conn
         except BaseException:
@@ -60,7 +69,7 @@ def pooled(url: str, limit: int = 2) -> Iterator[psycopg2.extensions.connection]
             _discard(conn)
         else:
             with _lock:
-                _idle.setdefault(url, []).append(conn)
+                _idle.setdefault(key, []).append(conn)
     finally:
         slot.release()
 
@@ -77,21 +86,31 @@ def _discard(conn: psycopg2.extensions.connection | None) -> None:
 def reset(url: str | None = None) -> None:
     """Close idle connections (all URLs, or one)."""
     with _lock:
-        urls = [url] if url else list(_idle)
-        for u in urls:
-            for conn in _idle.pop(u, []):
+        for key in [k for k in _idle if url is None or k[0] == url]:
+            for conn in _idle.pop(key, []):
                 _discard(conn)
 
 
 def retrying(step: Callable[[], T], *, url: str, attempts: int = 5, what: str = "") -> T:
-    """Run ``step`` and retry it on connection-level errors with back-off (1, 2, 4, 8 s)."""
+    """Run ``step`` and retry it on connection-level errors with back-off (1, 2, 4, 8 s).
+
+    When the last attempt fails too, the database is taken to be gone:
+    :class:`~bqxdask.errors.DatabaseUnavailable`, one line naming it and the fix.
+    """
     delay = 1.0
     for attempt in range(1, attempts + 1):
         try:
             return step()
+        except NOT_TRANSIENT:
+            raise
         except TRANSIENT as exc:
             if attempt == attempts:
-                raise
+                reset(url)
+                first = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
+                raise DatabaseUnavailable(
+                    f"{describe(url)} is unreachable{' while ' + what if what else ''} ({first}, {attempts} "
+                    "attempts); fix: check that the server runs (bqxdask db start for the embedded one) and "
+                    "that the network reaches it, then rerun — finished units are kept") from None
             log.warning("database connection lost %s (attempt %d/%d): %s; retrying in %.0fs",
                         what, attempt, attempts, str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
                         delay)

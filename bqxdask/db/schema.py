@@ -11,6 +11,7 @@ from psycopg2 import sql
 
 from ..config import validate_identifier, validate_pair
 from .connect import qualified, table_exists
+from .locks import xact_lock
 
 SOURCE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
 
@@ -42,6 +43,8 @@ def create_output_schema(cur: psycopg2.extensions.cursor, schema: str) -> None:
     administrator created beforehand needs no CREATE privilege at all.
     """
     validate_identifier(schema, "database.output_schema")
+    # concurrent CREATE … IF NOT EXISTS can still collide in the catalogs: one run at a time here
+    xact_lock(cur, schema, "ddl")
     cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
     if cur.fetchone() is None:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
@@ -57,6 +60,11 @@ def create_output_schema(cur: psycopg2.extensions.cursor, schema: str) -> None:
         ).format(qualified(schema, "rejected_bars")))
         cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS rejected_bars_pair_time ON {} (pair, time)").format(
             qualified(schema, "rejected_bars")))
+    if not table_exists(cur, schema, "runs"):  # who is running: for waiters and bqxdask check (§11)
+        cur.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (run_id text PRIMARY KEY, host text, pid integer,"
+            " started_at timestamptz NOT NULL DEFAULT now())"
+        ).format(qualified(schema, "runs")))
     if table_exists(cur, schema, "checkpoints"):
         return
     cur.execute(sql.SQL(

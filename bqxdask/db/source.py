@@ -193,6 +193,33 @@ def survey(cur: psycopg2.extensions.cursor, src: SourceTable, lo: dt.datetime, h
     return out
 
 
+#: at most this many NULL-time rows are copied into rejected_bars (all are counted)
+MAX_NULL_TIME_ROWS = 1000
+
+
+def null_time_rows(cur: psycopg2.extensions.cursor, src: SourceTable) -> tuple[int, list[str]]:
+    """Source rows whose ``time`` is NULL (SPEC §3: they cannot be placed, so they are quarantined,
+    never dropped silently): their count and a description of each (up to MAX_NULL_TIME_ROWS).
+
+    A NOT NULL column (a primary key, say) answers from the catalog without reading the table.
+    """
+    cur.execute("SELECT a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+                "AND a.attname = 'time'", (src.schema, src.table))
+    row = cur.fetchone()
+    if row is None or row[0]:
+        return 0, []
+    table = qualified(src.schema, src.table)
+    cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE time IS NULL").format(table))
+    count = int(cur.fetchone()[0])
+    if not count:
+        return 0, []
+    cur.execute(sql.SQL("SELECT open, high, low, close FROM {} WHERE time IS NULL LIMIT {}").format(
+        table, sql.Literal(MAX_NULL_TIME_ROWS)))
+    rows = [f"time is NULL (open={o}, high={h}, low={lo}, close={c})" for o, h, lo, c in cur.fetchall()]
+    return count, rows
+
+
 def first_time(cur: psycopg2.extensions.cursor, src: SourceTable) -> dt.datetime | None:
     cur.execute(sql.SQL("SELECT min(time) FROM {}").format(qualified(src.schema, src.table)))
     return _utc(cur.fetchone()[0])

@@ -25,6 +25,7 @@ from psycopg2 import sql
 from .. import _faults
 from ..plan import Checkpoint
 from .connect import qualified, table_columns
+from .locks import lock_key
 from .source import PG_EPOCH_US, bars_row_dtype
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
@@ -197,6 +198,8 @@ def replace_rejected(
 ) -> None:
     """Replace the quarantined bars of one (pair, month) in ``<schema>.rejected_bars``."""
     with conn.cursor() as cur:
+        # two runs replacing the same month at once would each keep their copy (no key on the table)
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "rejected_bars", pair, lo.isoformat()),))
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE pair = %s AND time >= %s AND time < %s").format(
                 qualified(schema, "rejected_bars")),
@@ -215,6 +218,20 @@ def replace_rejected(
     conn.commit()
 
 
+def replace_null_time_rejects(conn: psycopg2.extensions.connection, schema: str, pair: str,
+                              reasons: Sequence[str], run_id: str) -> None:
+    """Replace the quarantined rows of ``pair`` that have no time (NULL ``time`` in the source)."""
+    table = qualified(schema, "rejected_bars")
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "rejected_bars", pair, "null-time"),))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE pair = %s AND time IS NULL").format(table), (pair,))
+        if reasons:
+            buf = io.StringIO("".join(f"{pair}\t\\N\t{_text_escape(r)}\t{run_id}\n" for r in reasons))
+            cur.copy_expert(sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN").format(table).as_string(conn),
+                            buf)
+    conn.commit()
+
+
 def _text_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
 
@@ -228,3 +245,18 @@ def load_checkpoints(cur: psycopg2.extensions.cursor, schema: str, pairs: Sequen
         (list(pairs),),
     )
     return {(r[0], r[1], r[2]): Checkpoint(*r) for r in cur.fetchall()}
+
+
+def load_checkpoint(cur: psycopg2.extensions.cursor, schema: str, family: str, pair: str, month: str, *,
+                    other_than: str, since: dt.datetime | None = None) -> Checkpoint | None:
+    """The unit's checkpoint if another run (not ``other_than``) wrote it, at or after ``since``."""
+    cur.execute(
+        sql.SQL(
+            "SELECT family, pair, month, config_hash, fingerprint, rows, rejected, sql_written, parquet_written"
+            " FROM {} WHERE family = %s AND pair = %s AND month = %s AND run_id <> %s"
+            " AND (%s::timestamptz IS NULL OR written_at >= %s::timestamptz)"
+        ).format(qualified(schema, "checkpoints")),
+        (family, pair, month, other_than, since, since),
+    )
+    row = cur.fetchone()
+    return Checkpoint(*row) if row else None

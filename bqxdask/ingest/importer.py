@@ -270,7 +270,7 @@ def import_files(url: str, schema: str, pair: str,
     report = ImportReport(pair, schema, parsed.files, parsed.read, duplicate=parsed.duplicate,
                           rejected=parsed.rejected, rejected_reasons=dict(parsed.rejected_reasons),
                           examples=dict(parsed.examples), mid=parsed.mid)
-    with connection(url, application_name="bqxdask import") as conn:
+    with connection(url, application_name="bqxdask/import") as conn:
         try:
             with conn.cursor() as cur:
                 prepare_target(cur, schema, pair)

@@ -196,7 +196,7 @@ def seed_database(url: str, schema: str, pairs: Iterable[str], start: str, end: 
     seed = _validate_seed(seed)
     report = SeedReport(schema, months, seed, {p: 0 for p in pairs}, {p: 0 for p in pairs})
     began = _time.perf_counter()
-    with connection(url, application_name="bqxdask seed") as conn:
+    with connection(url, application_name="bqxdask/seed") as conn:
         try:
             with conn.cursor() as cur:
                 for pair in pairs:
@@ -220,7 +220,7 @@ def database_has_bars(url: str, schema: str, pairs: Iterable[str]) -> bool:
     """Whether any ``<schema>.m1_<pair>`` of ``pairs`` exists with at least one row (``seed --if-empty``)."""
     validate_identifier(schema, "database.source_schema")
     pairs = [validate_pair(p, "--pairs") for p in pairs]
-    with connection(url, application_name="bqxdask seed") as conn, conn.cursor() as cur:
+    with connection(url, application_name="bqxdask/seed") as conn, conn.cursor() as cur:
         try:
             for pair in pairs:
                 if table_exists(cur, schema, source_table(pair)):

@@ -119,17 +119,39 @@ def unit_metadata(root: str, family: str, pair: str, month: str) -> dict[str, An
         ) from None
 
 
-def clean_temporary(root: str, families: Sequence[str], pairs: Sequence[str]) -> list[str]:
-    """Remove temporary files a killed run left behind; returns what was removed."""
+def clean_temporary(root: str, families: Sequence[str], pairs: Sequence[str], *,
+                    older_than: float = 3600.0) -> list[str]:
+    """Remove temporary files a killed run left behind; returns what was removed.
+
+    Only files older than ``older_than`` seconds: another run may be writing the younger ones
+    right now (SPEC §11). A unit's own leftovers go sooner, under its lock
+    (:func:`clean_unit_temporary`).
+    """
+    import time
+
     fs, base = filesystem(root)
     removed = []
     for family in families:
         for pair in pairs:
             pattern = posixpath.join(base, family, f"pair={pair}", "year=*", "month=*", f".{PART}.*{TMP_SUFFIX}")
             for path in fs.glob(pattern):
-                fs.rm(path)
-                removed.append(path)
+                try:
+                    age = time.time() - fs.modified(path).timestamp()
+                except (NotImplementedError, OSError, AttributeError):
+                    age = older_than
+                if age >= older_than:
+                    fs.rm(path)
+                    removed.append(path)
     return removed
+
+
+def clean_unit_temporary(root: str, family: str, pair: str, month: str) -> list[str]:
+    """Remove the temporary files of one unit; call it only while holding the unit's lock."""
+    fs, base = filesystem(root)
+    paths = fs.glob(posixpath.join(unit_dir(base, family, pair, month), f".{PART}.*{TMP_SUFFIX}"))
+    for path in paths:
+        fs.rm(path)
+    return list(paths)
 
 
 def unit_files(root: str, family: str, pairs: Sequence[str] | None, start: str | None, end: str | None) -> list[tuple[str, str, str]]:
