@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,15 +109,25 @@ def busy() -> list[dict[str, Any]]:
         return [{**e, "seconds": now - e["since"]} for e in _activity.values()]
 
 
-def tell_client(spec: UnitSpec, message: str) -> None:
-    """A one-line notice for the client's progress line and run log (a lock wait, say)."""
-    log.info("%s", message)
+def notifier(spec: UnitSpec) -> Callable[[str], None]:
+    """A callable that sends one-line notices (a lock wait, say) to the client's progress line
+    and run log. Make it in the task's thread: it may then be called from any thread (the
+    lock watch has its own), which ``get_worker`` alone could not serve."""
     try:
         from distributed import get_worker
 
-        get_worker().log_event(spec.topic, message)
+        worker = get_worker()
     except (ImportError, ValueError):  # not inside a Dask worker (compute_features, tests)
-        log.warning("%s", message)
+        worker = None
+
+    def tell(message: str) -> None:
+        log.info("%s", message)
+        if worker is None:
+            log.warning("%s", message)
+        else:
+            worker.log_event(spec.topic, message)
+
+    return tell
 
 
 @dataclass
@@ -187,7 +196,7 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepa
     def record() -> None:
         with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn, \
                 activity(f"{spec.pair} {spec.month} rejected bars", "SQL", conn), \
-                _watch(conn, spec, f"recording the rejected bars of {spec.pair} {spec.month}"):
+                _watch(conn, spec, f"recording the rejected bars of {spec.pair} {spec.month}", notifier(spec)):
             replace_rejected(conn, spec.output_schema, spec.pair, spec.lo, spec.hi,
                              [t.to_pydatetime() for t in rejected["time"]], list(rejected["reason"]), spec.run_id)
 
@@ -224,11 +233,13 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
                             len(result), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
     timings: dict[str, float] = {}
 
+    tell = notifier(spec)
+
     def step() -> tuple[str | None, str | None]:
         with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn:
             with activity(label, "lock", conn), unit_lock(
                     conn, spec.output_schema, family_name, spec.pair, spec.month, limit=spec.lock_wait_limit,
-                    report=functools.partial(tell_client, spec)) as waited_for:
+                    report=tell) as waited_for:
                 if _written_by_another(conn, spec, family_name):
                     return None, waited_for
                 t_lock = time.perf_counter()
@@ -239,7 +250,8 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
                         path = parquet.write_unit(spec.parquet_dir, family_name, spec.pair, spec.month, times_us,
                                                   columns, values, _metadata(family_name, spec))
                 t_parquet = time.perf_counter()
-                with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}"):
+                with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}",
+                                                          tell):
                     replace_unit(conn, spec.output_schema, feature_table(family_name, spec.pair), spec.lo, spec.hi,
                                  columns, payload, checkpoint, spec.run_id)
                 timings.update(parquet=t_parquet - t_lock, sql=time.perf_counter() - t_parquet)
@@ -284,9 +296,9 @@ def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
                               write_parquet=spec.parquet_dir is not None, parquet_ok=parquet_ok)
 
 
-def _watch(conn: Any, spec: UnitSpec, what: str) -> LockWatch:
+def _watch(conn: Any, spec: UnitSpec, what: str, tell: Callable[[str], None]) -> LockWatch:
     return LockWatch(conn, spec.url, what, lock_timeout=spec.lock_timeout, limit=spec.lock_wait_limit,
-                     report=functools.partial(tell_client, spec), application_name=spec.application_name)
+                     report=tell, application_name=spec.application_name)
 
 
 def _metadata(family_name: str, spec: UnitSpec) -> dict[str, Any]:

@@ -151,7 +151,9 @@ def read_before(cur: psycopg2.extensions.cursor, src: SourceTable, before: dt.da
 
 def read_from(cur: psycopg2.extensions.cursor, src: SourceTable, start: dt.datetime | None, limit: int) -> pd.DataFrame:
     """The first ``limit`` raw bars at or after ``start`` (None: from the first bar)."""
-    cond = sql.SQL("") if start is None else sql.SQL(" WHERE time >= {}").format(sql.Literal(start))
+    # rows without a time are quarantined by the plan (null_time_rows), never read as bars
+    cond = sql.SQL(" WHERE time IS NOT NULL") if start is None else sql.SQL(" WHERE time >= {}").format(
+        sql.Literal(start))
     query = sql.SQL("{}{} ORDER BY time LIMIT {}").format(_select(src), cond, sql.Literal(int(limit)))
     return parse_copy_binary(copy_out(cur, query)).sort_index(kind="stable")
 
