@@ -116,21 +116,20 @@ def instance_check(core_seconds: float | None, threads: int | None, *,
     slowdown = busy / kind.baseline_vcpus
     values.update({"net_credits_per_minute": burn, "hours_on_full_balance": hours_on_full,
                    "slowdown_at_baseline": slowdown})
+    balance = (f"a full balance ({kind.max_credits:,.0f} credits) lasts ~{_duration(60 * hours_on_full)} of "
+               "this load, but a T3/T3a/T4g starts with none and a T2 with its launch credits only")
     if core_seconds:
         minutes = core_seconds / 60 / busy
         need = burn * minutes
         values.update({"wall_minutes_at_full_speed": minutes, "net_credits_needed": need})
+        fits = "within a full balance" if need <= kind.max_credits else "more than even a full balance holds"
         size = (f"a sustained {busy}-thread run of ~{core_seconds / 60:,.0f} core-min (~{_duration(minutes)} at "
-                f"full speed) spends ~{need:,.0f} credits more than it earns; ")
-        fits = ("a full balance covers that" if need <= kind.max_credits
-                else "more than even a full balance holds")
+                f"full speed) spends ~{need:,.0f} credits more than it earns, {fits}; {balance}")
     else:
-        size, fits = f"a sustained {busy}-thread run ", "the run's size is unknown"
-    detail = (f"{base}; {size}a full balance of {kind.max_credits:,.0f} credits lasts ~{_duration(60 * hours_on_full)}"
-              f" of that ({fits}; a T3/T3a/T4g starts with none, a T2 with its launch credits); once they are "
-              f"spent it falls to the baseline, ~{slowdown:.1f}× slower (unlimited mode keeps the speed and bills "
-              "the surplus vCPU-hours); fix: a fixed-performance type (m/c family) for long runs, or watch "
-              "CPUCreditBalance in CloudWatch")
+        size = f"the run's size is unknown; at {busy} busy threads {balance}"
+    detail = (f"{base}; {size}; once the credits are spent it falls to the baseline, ~{slowdown:.1f}× slower "
+              "(unlimited mode keeps the speed and bills the surplus vCPU-hours); fix: a fixed-performance type "
+              "(m/c family) for long runs, or watch CPUCreditBalance in CloudWatch")
     return Check("machine", "instance", WARN, detail, values)
 
 
