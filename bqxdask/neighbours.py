@@ -197,7 +197,7 @@ def _runs(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _run_check(r: dict[str, Any]) -> Check:
-    roles = ", ".join(f"{n} {role}" for role, n in r["roles"].items())
+    roles = ", ".join(f"{n} {role}{'s' * (n != 1)}" for role, n in r["roles"].items())
     since = f"since {r['since'][11:16]} UTC ({age(r['age_seconds'])} ago)" if r["since"] else "since: hidden"
     detail = (f"run {r['run_id']}: {r['sessions']} session{'s' * (r['sessions'] != 1)} ({roles}) from "
               f"{', '.join(r['hosts'])}, user {', '.join(r['users'])}, {since}: it shares the server's CPUs, "
