@@ -8,8 +8,9 @@ Before it starts, ``check`` lists, from ``pg_stat_activity`` and ``pg_locks``:
   since when, roles. A ⚠️ each: runs overlap safely (advisory lock per unit) but share the
   CPUs, the connections and the I/O of the server.
 - **locks** — sessions holding (or queued for) a lock on a table of the output schema: ❌ for
-  an ``ACCESS EXCLUSIVE`` or ``EXCLUSIVE`` lock on a table (every write of the run would wait
-  behind it), ⚠️ for weaker ones.
+  an ``ACCESS EXCLUSIVE`` or ``EXCLUSIVE`` lock — or a ``SHARE`` one, which stops the run's
+  writes just as well — on a table or its index (every write of the run would wait behind it),
+  ⚠️ for weaker ones.
 - **long transactions** — sessions of any database of the server with a transaction open
   longer than :data:`LONG_TRANSACTION_SECONDS` (they hold back vacuum, and their locks last as
   long as they do): a ⚠️ each.
@@ -35,8 +36,11 @@ GROUP = "neighbours"
 LONG_TRANSACTION_SECONDS = 300.0
 #: characters of a session's query shown in a line
 QUERY_CHARS = 80
-#: lock modes that stop every write of the run to the table they cover
-EXCLUSIVE_MODES = ("AccessExclusiveLock", "ExclusiveLock")
+#: lock modes that conflict with the ROW EXCLUSIVE lock of the run's COPY/DELETE: every write of
+#: the run to the table waits behind them (CREATE INDEX takes SHARE, LOCK TABLE … EXCLUSIVE …)
+EXCLUSIVE_MODES = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")
+#: relation kinds whose locks stop the writes: tables, partitioned tables and their indexes
+WRITTEN_KINDS = ("r", "p", "i", "I")
 #: ``application_name`` of a bqxdask run's sessions (SPEC §11)
 RUN_APPLICATION = re.compile(r"^bqxdask/(?P<run_id>[^/]+)/(?P<role>[a-z]+)$")
 HIDDEN = "query hidden (not superuser / pg_read_all_stats)"
@@ -46,7 +50,10 @@ _SESSIONS = """
 SELECT a.pid, a.usename, a.application_name, a.datname, host(a.client_addr), a.client_hostname,
        a.backend_start, a.xact_start, a.state, a.query, a.backend_type,
        extract(epoch FROM now() - a.xact_start)::float8, extract(epoch FROM now() - a.backend_start)::float8,
-       a.datname = current_database(), pg_blocking_pids(a.pid)
+       a.datname = current_database(),
+       -- pg_blocking_pids walks the lock table: only for sessions that may be waiting on a lock
+       CASE WHEN a.wait_event_type IS NULL OR a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
+            ELSE '{}'::int[] END
 FROM pg_stat_activity a
 WHERE a.pid <> pg_backend_pid() AND a.datname IS NOT NULL
 ORDER BY a.pid
@@ -210,7 +217,7 @@ def _run_check(r: dict[str, Any]) -> Check:
 
 # -- locks ------------------------------------------------------------------------------------
 def _lock_record(s: dict[str, Any], found: list[dict[str, Any]], blocks: list[int]) -> dict[str, Any]:
-    exclusive = [lk for lk in found if lk["mode"] in EXCLUSIVE_MODES and lk["kind"] in ("r", "p")]
+    exclusive = [lk for lk in found if lk["mode"] in EXCLUSIVE_MODES and lk["kind"] in WRITTEN_KINDS]
     return {"kind": "lock", **_public(s), "locks": found, "blocks": sorted(blocks),
             "severity": FAIL if exclusive else WARN, "fix_sql": _terminate(s["pid"])}
 
@@ -232,7 +239,7 @@ def _lock_check(r: dict[str, Any]) -> Check:
     if waiting:
         what.append(f"waits for {listed(waiting)} (and queues every later lock on it)")
     effect = ("every write of the run to that table would wait for it" if r["severity"] == FAIL
-              else "DDL and a full refresh of that table would wait for it")
+              else "DDL on that table would wait for it")
     blocking = f"; blocks pids {', '.join(map(str, r['blocks']))}" if r["blocks"] else ""
     detail = (f"{_who(r)} {' and '.join(what)}: {effect}{blocking}; {_query(r)}; fix: end that transaction "
               f"(COMMIT or ROLLBACK in that session), or as a last resort {r['fix_sql']} (check does not run it)")

@@ -262,3 +262,22 @@ def test_checks_own_connection_is_not_a_neighbour(pg_url, tmp_path, source):
     apps = [s["application_name"] for s in report["neighbours"]["sessions"]]
     assert readiness.CHECK_APPLICATION not in apps
 
+
+
+@pytest.mark.parametrize(("mode", "held", "status"), [
+    ("SHARE", "ShareLock", "fail"),  # CREATE INDEX's lock: the run's COPY waits behind it as well
+    ("ACCESS SHARE", "AccessShareLock", "warn"),  # a reader: only DDL would wait
+])
+def test_the_lock_mode_decides_between_warning_and_failure(pg_url, tmp_path, source, mode, held, status):
+    schema = unique_schema("nb_mode")
+    query(pg_url, f"CREATE SCHEMA {schema}")
+    query(pg_url, f"CREATE TABLE {schema}.bqx_eurusd (time timestamptz)")
+    holder = _connect(pg_url, "nb-mode-test")
+    try:
+        with holder.cursor() as cur:
+            cur.execute(f"LOCK TABLE {schema}.bqx_eurusd IN {mode} MODE")
+        report = readiness.assess(_config(pg_url, tmp_path, schema)).to_dict()
+        line = _by_pid(_lines(report, "locks"), holder.get_backend_pid())
+        assert line["status"] == status and f"holds {held} on {schema}.bqx_eurusd" in line["detail"]
+    finally:
+        holder.close()
