@@ -38,9 +38,13 @@ from .findings import FAIL, OK, WARN, Check, first_line
 PROBE_TIMEOUT = 15.0
 #: libpq connect_timeout of the probe (libpq's minimum is 2 s)
 CONNECT_TIMEOUT = 3
-#: what identifies a server: its start time and the database's oid survive no restart or copy
-_IDENTITY_SQL = ("SELECT pg_postmaster_start_time()::text || '/' || oid::text FROM pg_database "
-                 "WHERE datname = current_database()")
+#: what identifies a database: the cluster's system identifier (made by initdb, shared by its
+#: physical replicas, so a reader endpoint that balances over replicas is still "the same") and
+#: the database's oid; where pg_control_system() is not granted, the server's start time instead
+_IDENTITY_SQL = ("SELECT 'system ' || (SELECT system_identifier FROM pg_control_system())::text || '/' || oid::text"
+                 " FROM pg_database WHERE datname = current_database()")
+_FALLBACK_IDENTITY_SQL = ("SELECT 'started ' || pg_postmaster_start_time()::text || '/' || oid::text"
+                          " FROM pg_database WHERE datname = current_database()")
 _LOCAL_HOSTS = ("localhost", "::1")
 
 
@@ -48,13 +52,18 @@ _LOCAL_HOSTS = ("localhost", "::1")
 # On the worker (and, for the identity and the marker, on the client)
 # --------------------------------------------------------------------------------------------
 def server_identity(url: str, application_name: str) -> str:
-    """``start time/oid`` of the database ``url`` reaches; BqxError if it cannot connect."""
+    """What identifies the database ``url`` reaches (see ``_IDENTITY_SQL``); BqxError if it cannot connect."""
+    import psycopg2
+
     from .db.connect import connect
 
     conn = connect(url, application_name=application_name, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
     try:
         with conn.cursor() as cur:
-            cur.execute(_IDENTITY_SQL)
+            try:
+                cur.execute(_IDENTITY_SQL)
+            except psycopg2.Error:  # not granted (a managed service): autocommit keeps the session usable
+                cur.execute(_FALLBACK_IDENTITY_SQL)
             return str(cur.fetchone()[0])
     finally:
         conn.close()

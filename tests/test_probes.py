@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+from dbutil import query
 
 from bqxdask import probes
 from bqxdask.db.urls import DbTarget
@@ -150,3 +151,19 @@ def test_local_only_urls():
                        ("postgresql://u@/db", True), ("postgresql://u@/db?host=/var/run/postgresql", True),
                        ("postgresql://u@db.internal:5432/db", False), ("postgresql://u@10.1.2.3/db", False)):
         assert probes._local_only(DbTarget.parse(url)) is local, url
+
+
+def test_servers_are_compared_without_pg_control_system(pg_url, pg_server, tmp_path, dask_client):
+    """A role that may not call pg_control_system() (managed services) falls back to the start time."""
+    query(pg_url, "DROP ROLE IF EXISTS probe_ro")
+    query(pg_url, "CREATE ROLE probe_ro LOGIN PASSWORD 'Pr-ro-1x'")
+    url = f"postgresql+psycopg2://probe_ro:Pr-ro-1x@127.0.0.1:{pg_server.port}/bqx"
+    assert probes.server_identity(url, "t").startswith("system ")
+    query(pg_url, "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    try:
+        assert probes.server_identity(url, "t").startswith("started ")
+        checks = probes.probe_workers(dask_client, url, str(tmp_path / "pq"))
+        assert checks and all(c.status == OK for c in checks), [c.detail for c in checks]
+        assert {c.values["database"][0]["identity"] for c in checks} == {probes.server_identity(url, "t")}
+    finally:
+        query(pg_url, "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC")
