@@ -85,7 +85,9 @@ def neighbour_checks(cur: Any, output_schema: str, *,
     long_seconds : float
         Report transactions open longer than this (tests pass 0).
     """
-    cur.execute("SELECT current_database(), pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')")
+    cur.execute("SELECT current_database(), CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+                "'pg_read_all_stats') THEN pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') "
+                "ELSE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) END")
     database, sees_all = cur.fetchone()
     cur.execute(_SESSIONS)
     sessions = {row[0]: _session(dict(zip(_COLUMNS, row))) for row in cur.fetchall()}
