@@ -90,10 +90,16 @@ def neighbour_checks(cur: Any, output_schema: str, *,
                 "ELSE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) END")
     database, sees_all = cur.fetchone()
     cur.execute(_SESSIONS)
-    sessions = {row[0]: _session(dict(zip(_COLUMNS, row))) for row in cur.fetchall()}
+    rows = [dict(zip(_COLUMNS, row)) for row in cur.fetchall()]
+    # autovacuum and other server processes give way by themselves: no terminate advice for them
+    # (NULL: another role's session, whose type is hidden)
+    server_processes = {r["pid"] for r in rows if r["backend_type"] not in (None, "client backend")}
+    sessions = {r["pid"]: _session(r) for r in rows if r["pid"] not in server_processes}
     cur.execute(_LOCKS, (output_schema,))
     locks: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for pid, table, kind, mode, granted in cur.fetchall():
+        if pid in server_processes:
+            continue
         locks[pid].append({"table": f"{output_schema}.{table}", "kind": kind, "mode": mode, "granted": bool(granted)})
     blocks: dict[int, list[int]] = defaultdict(list)
     for s in sessions.values():
