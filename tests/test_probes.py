@@ -10,8 +10,9 @@ import time
 
 import pytest
 from dbutil import query
+from pipeline_util import make_config, unique_schema
 
-from bqxdask import probes
+from bqxdask import probes, readiness
 from bqxdask.db.urls import DbTarget
 from bqxdask.errors import ConfigError
 from bqxdask.findings import FAIL, OK, WARN
@@ -167,3 +168,21 @@ def test_servers_are_compared_without_pg_control_system(pg_url, pg_server, tmp_p
         assert {c.values["database"][0]["identity"] for c in checks} == {probes.server_identity(url, "t")}
     finally:
         query(pg_url, "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC")
+
+
+def test_check_with_a_scheduler_fails_on_a_worker_that_cannot_write(pg_url, tmp_path, dask_client):
+    (tmp_path / "a-file").write_text("x")
+    parquet = tmp_path / "a-file" / "parquet"
+    cfg = make_config(pg_url, tmp_path, source_schema="src_probe", output_schema=unique_schema("probe"),
+                      pairs=["eurusd"], start="2017-01", end="2017-01", families=["bqx"],
+                      extra={"cluster": {"scheduler_address": dask_client.scheduler.address},
+                             "output": {"parquet_dir": str(parquet)}})
+    result = readiness.assess(cfg)
+    report = result.to_dict()
+    access = [c for c in report["checks"] if c["name"] == "worker access"]
+    assert sorted(c["values"]["worker"] for c in access) == _workers(dask_client)
+    assert all(c["status"] == "fail" and c["group"] == "plan" for c in access)
+    assert result.exit_code == 1 and report["verdict"] == "NOT READY"
+    text = " ".join(result.to_text().split())
+    for c in access:
+        assert f"❌ worker access {c['values']['worker']} on host" in text
