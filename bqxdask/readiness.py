@@ -9,12 +9,16 @@ READY WITH WARNINGS if any warned, else READY (both exit 0).
 Groups, in the order they are printed:
 
 - **machine** — CPUs, memory (the cgroup limit when a container has one), free disk where the
-  Parquet files, the run directories and the embedded database go, load, OS, Python;
+  Parquet files, the run directories and the embedded database go, load, OS, Python; on a
+  burstable cloud instance its baseline CPU share against the planned run (:mod:`.burstable`);
 - **plan** — workers × ``memory_limit`` against available memory, workers against CPUs, the
   enabled families, a rough per-unit memory estimate; or, with ``cluster.scheduler_address``,
-  what the existing scheduler offers (❌ if it cannot be reached);
+  what the existing scheduler offers (❌ if it cannot be reached) and whether every worker
+  reaches the database and the Parquet location like this client (:mod:`.probes`);
 - **database** — reachable, server version, the connections the plan opens against what the
   server has free, privileges on the output schema;
+- **neighbours** — other bqxdask runs on the database, sessions locking the output schema's
+  tables, long transactions (:mod:`.neighbours`, SPEC §11);
 - **source tables** — per pair: present, SELECT granted, rows, first/last bar, rows in the
   requested months;
 - **dependencies** — installed versions against ``install_requires`` of ``setup.cfg`` (or the
@@ -58,22 +62,27 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .burstable import DMI_PRODUCT_FILES, instance_check
 from .config import Config, month_bounds
 from .db.budget import connections_needed, describe_need, server_budget, servers
 from .db.urls import DbTarget, describe_url, scrub
 from .errors import BqxError, OutputError
 from .estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
 from .estimate import parquet_bytes as estimate_parquet_bytes
+from .findings import FAIL, ICON, OK, WARN, Check, first_line
+from .neighbours import LONG_TRANSACTION_SECONDS, neighbour_checks
+from .probes import probe_workers
 
-OK, WARN, FAIL = "ok", "warn", "fail"
-ICON = {OK: "✅", WARN: "⚠️", FAIL: "❌"}
-GROUPS = ("machine", "plan", "database", "source tables", "dependencies", "output size")
+GROUPS = ("machine", "plan", "database", "neighbours", "source tables", "dependencies", "output size")
 GROUP_TITLE = {
-    "machine": "Machine", "plan": "Plan", "database": "Database", "source tables": "Source tables",
+    "machine": "Machine", "plan": "Plan", "database": "Database",
+    "neighbours": "Neighbours (other sessions on the database)", "source tables": "Source tables",
     "dependencies": "Dependencies", "output size": "Output size estimate",
 }
 WIDTH = 100
 NAME_WIDTH = 18
+#: application_name of check's own connections (left out of the neighbours it reports)
+CHECK_APPLICATION = "bqxdask/check"
 
 #: memory thresholds of the plan: ❌ above what is available, ⚠️ above this share of it
 MEMORY_WARN = 0.80
@@ -101,21 +110,6 @@ ALTERNATE_DISTS = {"psycopg2-binary": ("psycopg2-binary", "psycopg2"), "ta-lib":
 # Results
 # --------------------------------------------------------------------------------------------
 @dataclass
-class Check:
-    """One line of the report."""
-
-    group: str
-    name: str
-    status: str
-    detail: str
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "name": self.name, "status": self.status, "detail": self.detail,
-                "values": self.values}
-
-
-@dataclass
 class Facts:
     """What earlier checks learned and later ones use."""
 
@@ -131,6 +125,12 @@ class Facts:
     families: list[str] = field(default_factory=list)
     warmup: int = 0
     secrets: tuple[str, ...] = ()
+    #: report transactions open longer than this (SPEC §11: 5 min; tests pass 0)
+    long_transaction_seconds: float = LONG_TRANSACTION_SECONDS
+    #: where the DMI product name is read (tests point it at a file of their own)
+    dmi_files: tuple[str, ...] = DMI_PRODUCT_FILES
+    #: the neighbours group's record for the JSON report (None when not assessed)
+    neighbours: dict[str, Any] | None = None
 
 
 @dataclass
@@ -188,10 +188,13 @@ def _format_line(c: Check) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------------
-def run_check(cfg: Config, *, as_json: bool = False, out: TextIO | None = None) -> int:
-    """Assess readiness for ``cfg``, print the report (text or JSON) to ``out``; return the exit code."""
+def run_check(cfg: Config, *, as_json: bool = False, out: TextIO | None = None, **options: Any) -> int:
+    """Assess readiness for ``cfg``, print the report (text or JSON) to ``out``; return the exit code.
+
+    ``options`` go to :func:`assess`.
+    """
     out = out or sys.stdout
-    result = assess(cfg)
+    result = assess(cfg, **options)
     if as_json:
         out.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     else:
@@ -220,14 +223,21 @@ def _encodable(text: str, encoding: str | None) -> str:
         return text.encode("ascii", "replace").decode("ascii")
 
 
-def assess(cfg: Config) -> Assessment:
-    """Run every check for ``cfg``; never raises for a problem it can describe."""
-    facts = Facts(secrets=_secrets(cfg))
+def assess(cfg: Config, *, long_transaction_seconds: float = LONG_TRANSACTION_SECONDS,
+           dmi_files: Iterable[str] = DMI_PRODUCT_FILES) -> Assessment:
+    """Run every check for ``cfg``; never raises for a problem it can describe.
+
+    ``long_transaction_seconds``: report transactions open longer than this (SPEC §11: 5 min);
+    ``dmi_files``: where the machine's DMI product name is read (a burstable instance's type).
+    """
+    facts = Facts(secrets=_secrets(cfg), long_transaction_seconds=long_transaction_seconds,
+                  dmi_files=tuple(dmi_files))
     checks: list[Check] = []
     # dependency order, not print order: the plan needs the machine, connections need the
-    # plan's worker count, the unit-memory line and the size estimate need the row counts
+    # plan's worker count, the unit-memory line, the instance line and the size estimate need
+    # the row counts
     for group, step in (("machine", _machine), ("plan", _plan), ("database", _database), ("plan", _plan_late),
-                        ("dependencies", _dependencies), ("output size", _output)):
+                        ("machine", _instance), ("dependencies", _dependencies), ("output size", _output)):
         checks += _each(group, "check failed", step, cfg, facts)
     for c in checks:
         c.detail = scrub(c.detail, *facts.secrets)
@@ -240,7 +250,7 @@ def _each(group: str, name: str, fn: Callable[..., Check | list[Check]], *args: 
     try:
         out = fn(*args, **kwargs)
     except Exception as exc:  # a check must never end in a traceback
-        return [Check(group, name, FAIL, f"could not be checked: {type(exc).__name__}: {_first_line(exc)}; "
+        return [Check(group, name, FAIL, f"could not be checked: {type(exc).__name__}: {first_line(exc)}; "
                       "fix: correct what it names, or report it as a bug")]
     return out if isinstance(out, list) else [out]
 
@@ -293,6 +303,7 @@ def _header(cfg: Config, facts: Facts) -> dict[str, Any]:
         "summary": {"run": run, "cluster": cluster, "database": database},
         "run": {"pairs": pairs, "start": cfg.run.start, "end": cfg.run.end, "months": months,
                 "families": list(cfg.families.enabled)},
+        "neighbours": facts.neighbours,
     }
 
 
@@ -304,11 +315,6 @@ def _pct(part: float, whole: float) -> str:
         return "∞ %"
     share = 100 * part / whole
     return "<1 %" if 0 < share < 1 else f"{share:.0f} %"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +515,7 @@ def _scheduler(cfg: Config, facts: Facts) -> list[Check]:
     try:
         client = Client(addr, timeout="5s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        return [Check("plan", "scheduler", FAIL, f"cannot reach the Dask scheduler at {addr} ({_first_line(exc)}); "
+        return [Check("plan", "scheduler", FAIL, f"cannot reach the Dask scheduler at {addr} ({first_line(exc)}); "
                       "fix: check --scheduler / cluster.scheduler_address and that the scheduler runs",
                       {"address": addr})]
     try:
@@ -520,6 +526,9 @@ def _scheduler(cfg: Config, facts: Facts) -> list[Check]:
         except Exception:
             pass
         software = _worker_software(client)
+        parquet_dir = cfg.output.parquet_dir if cfg.output.write_parquet else None
+        access = _each("plan", "worker access", probe_workers, client, _run_url(cfg), parquet_dir,
+                       read_url=cfg.database.read_url, application_name=CHECK_APPLICATION)
     finally:
         client.close()
     workers = info.get("workers", {})
@@ -537,7 +546,18 @@ def _scheduler(cfg: Config, facts: Facts) -> list[Check]:
     return [Check("plan", "scheduler", OK,
                   f"{addr}: {n} workers, {threads} threads, {fmt_bytes(memory)} memory_limit in total "
                   f"(their memory is on their hosts, not checked here){f'; dashboard {link}' if link else ''}",
-                  values), software]
+                  values), software, *access]
+
+
+def _run_url(cfg: Config) -> str | None:
+    """The URL the run's workers use: the configured one, else the embedded server's if it runs."""
+    if cfg.database.url:
+        return cfg.database.url
+    from .db import embedded_server
+
+    server = embedded_server(cfg)
+    status = server.status()
+    return server.url if status.initialized and status.running else None
 
 
 #: packages whose versions must match between this client and the workers of a scheduler
@@ -638,7 +658,7 @@ def _database(cfg: Config, facts: Facts) -> list[Check]:
                             {"running": True, "pid": status.pid, "port": status.port}))
     t0 = time.perf_counter()
     try:
-        conn = connect(url, application_name="bqxdask-check", connect_timeout=5, autocommit=True)
+        conn = connect(url, application_name=CHECK_APPLICATION, connect_timeout=5, autocommit=True)
     except BqxError as exc:
         facts.db_reason = "the database is not reachable"
         return [*checks, Check(g, "reachable", FAIL, str(exc), {"reachable": False})]
@@ -646,6 +666,8 @@ def _database(cfg: Config, facts: Facts) -> list[Check]:
         ms = 1000 * (time.perf_counter() - t0)
         with conn.cursor() as cur:
             cur.execute("SET statement_timeout = '120s'")
+            # check must never queue behind the locks it is about to report
+            cur.execute("SET lock_timeout = '5s'")
             cur.execute("SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
                         " pg_database_size(current_database())")
             user, superuser, size = cur.fetchone()
@@ -660,12 +682,19 @@ def _database(cfg: Config, facts: Facts) -> list[Check]:
             checks += _each(g, "connections", _connection_budget, cur, cfg, facts, label="connections",
                             urls_on_server=urls_on[url])
             checks += _each(g, "privileges", _output_privileges, cur, cfg, user)
+            checks += _each("neighbours", "neighbours", _neighbours, cur, cfg, facts)
             if rurl != url:
                 checks += _each(g, "read_url", _read_replica, cfg, facts, rurl, same_server=rurl not in urls_on)
             else:
                 checks += _sources(cur, cfg, facts)
     finally:
         conn.close()
+    return checks
+
+
+def _neighbours(cur, cfg: Config, facts: Facts) -> list[Check]:
+    checks, facts.neighbours = neighbour_checks(cur, cfg.database.output_schema,
+                                                long_seconds=facts.long_transaction_seconds)
     return checks
 
 
@@ -748,7 +777,7 @@ def _read_replica(cfg: Config, facts: Facts, rurl: str, *, same_server: bool) ->
 
     checks = []
     try:
-        conn = connect(rurl, application_name="bqxdask-check", connect_timeout=5, autocommit=True)
+        conn = connect(rurl, application_name=CHECK_APPLICATION, connect_timeout=5, autocommit=True)
     except BqxError as exc:
         facts.rows = {}
         return [Check("database", "read_url", FAIL, f"database.read_url: {exc}", {"reachable": False})]
@@ -1013,7 +1042,7 @@ def _talib_check() -> Check:
     try:
         import talib
     except Exception as exc:
-        return Check("dependencies", "TA-Lib works", FAIL, f"import talib failed ({_first_line(exc)}); fix: pip "
+        return Check("dependencies", "TA-Lib works", FAIL, f"import talib failed ({first_line(exc)}); fix: pip "
                      "install the pinned ta-lib wheel (make venv)", {"importable": False})
     version = getattr(talib, "__version__", "?")
     try:
@@ -1023,7 +1052,7 @@ def _talib_check() -> Check:
         ok = math.isnan(sma[3]) and abs(sma[-1] - 28.0) < 1e-12 and abs(rsi[-1] - 100.0) < 1e-9
     except Exception as exc:
         return Check("dependencies", "TA-Lib works", FAIL, f"talib {version} imports but SMA/RSI failed "
-                     f"({_first_line(exc)}); fix: reinstall the ta-lib wheel", {"importable": True, "works": False})
+                     f"({first_line(exc)}); fix: reinstall the ta-lib wheel", {"importable": True, "works": False})
     if not ok:
         return Check("dependencies", "TA-Lib works", FAIL, f"talib {version}: SMA/RSI return wrong values; fix: "
                      "reinstall the pinned ta-lib wheel", {"importable": True, "works": False})
@@ -1069,6 +1098,26 @@ def measured_parquet_ratio(root: str, families: Iterable[str], max_files: int = 
     return out
 
 
+def _planned_rows(cfg: Config, facts: Facts) -> tuple[int, dict[str, int], list[str]]:
+    """(source rows of the requested months, the measured ones per pair, the pairs assumed)."""
+    measured = {p: sum(facts.rows[p].values()) for p in cfg.run.pairs if p in facts.rows}
+    assumed = [p for p in cfg.run.pairs if p not in facts.rows]
+    return sum(measured.values()) + len(assumed) * len(cfg.months) * ASSUMED_BARS_PER_MONTH, measured, assumed
+
+
+def _instance(cfg: Config, facts: Facts) -> list[Check]:
+    """A burstable cloud instance against the planned run's CPU time (estimate.py's throughput)."""
+    from .estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
+
+    per_row, _ = measured_seconds_per_row(cfg.run.runs_dir)
+    rows = _planned_rows(cfg, facts)[0]
+    core = rows * (DEFAULT_PREPARE_SECONDS_PER_ROW
+                   + sum(per_row.get(f, max(per_row.values())) for f in facts.families)) if facts.families else None
+    threads = (facts.workers or 0) * (facts.threads_per_worker or 1) or None
+    line = instance_check(core, threads, paths=facts.dmi_files)
+    return [line] if line else []
+
+
 def _output(cfg: Config, facts: Facts) -> list[Check]:
     from .features import registry
 
@@ -1077,10 +1126,7 @@ def _output(cfg: Config, facts: Facts) -> list[Check]:
         return [Check(g, "estimate", WARN, "no enabled family is available in this build: nothing to estimate")]
     known = registry.all_families()
     cols = {f: len(known[f].column_names(cfg.families)) for f in facts.families}
-    pairs, months = list(cfg.run.pairs), cfg.months
-    measured_rows = {p: sum(facts.rows[p].values()) for p in pairs if p in facts.rows}
-    assumed_pairs = [p for p in pairs if p not in facts.rows]
-    rows = sum(measured_rows.values()) + len(assumed_pairs) * len(months) * ASSUMED_BARS_PER_MONTH
+    rows, measured_rows, assumed_pairs = _planned_rows(cfg, facts)
     if assumed_pairs and not measured_rows:
         reason = facts.db_reason or "the source tables were not assessed"
         basis = f"{rows:,} rows assumed ({ASSUMED_BARS_PER_MONTH:,} bars per pair-month; {reason})"

@@ -214,6 +214,14 @@ def test_existing_scheduler_is_assessed(pg_url, tmp_path, source, dask_client):
     assert sched["values"]["memory_limit_bytes"] == 2 * 2 * 2**30
     assert _check(report, "database", "connections")["values"]["workers"] == 2
     assert _check(report, "plan", "worker software")["status"] == "ok"
+    # every worker was asked whether it reaches the database and the Parquet location
+    access = [c for c in report["checks"] if c["name"] == "worker access"]
+    assert sorted(c["values"]["worker"] for c in access) == sorted(dask_client.scheduler_info(n_workers=-1)["workers"])
+    for c in access:
+        assert c["status"] == "ok" and c["group"] == "plan", c["detail"]
+        assert c["values"]["database"][0]["ok"] and c["values"]["storage"]["sees_marker"]
+        assert "reaches the same server as this client through database bqx at 127.0.0.1:" in c["detail"]
+    assert not (tmp_path / "parquet").exists()  # the probes removed what they created
     assert code == 0, text
 
 
