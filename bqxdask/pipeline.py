@@ -155,6 +155,13 @@ def run_features(
         with _cluster(cfg, client, out) as (dask_client, dashboard):
             if client is not None or cfg.cluster.scheduler_address:
                 check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
+            if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
+                from .probes import require_workers_ready
+
+                require_workers_ready(dask_client, url,
+                                      cfg.output.parquet_dir if cfg.output.write_parquet else None,
+                                      read_url=cfg.database.read_url,
+                                      application_name=f"bqxdask/{run_id}/worker")
             _prepare_outputs(cfg, url, plan, work)
             result.dashboard = dashboard
             _execute(dask_client, cfg, url, plan, work, specs, result, run_dir, out)
