@@ -464,7 +464,7 @@ def validate(cfg: Config) -> None:
     if not LISTEN_RE.fullmatch(cfg.database.embedded_listen_addresses):
         raise ConfigError(
             f"database.embedded_listen_addresses = {cfg.database.embedded_listen_addresses!r} is not a list of "
-            "addresses; fix: write comma-separated host names or IP addresses, e.g. \"127.0.0.1\" or \"127.0.0.1,10.0.0.5\""
+            "addresses; fix: write comma-separated host names or IP addresses, e.g. \"127.0.0.1\" or \"10.0.0.5,127.0.0.1\" (workers are handed the first)"
         )
     if cfg.database.max_connections_per_worker < 1:
         raise ConfigError("database.max_connections_per_worker must be >= 1; fix: set it to 1 or more")

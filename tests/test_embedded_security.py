@@ -214,6 +214,6 @@ def test_listen_addresses_are_validated_and_widen_the_hba_only_on_purpose():
         build_config({"database": {"embedded_listen_addresses": "127.0.0.1'; x"}})
     pw = Path("/x/pgdata.password")
     assert "all             scram" not in hba_text("127.0.0.1", pw)
-    wide = hba_text("127.0.0.1,10.0.0.5", pw)
+    wide = hba_text("10.0.0.5,127.0.0.1", pw)
     assert "host    all   all   all             scram-sha-256" in wide and not hba_admits_without_password(wide)
     assert EmbeddedPostgres("/x/pgdata", listen_addresses=" 10.0.0.5 , 127.0.0.1").host == "10.0.0.5"
