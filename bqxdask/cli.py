@@ -121,14 +121,18 @@ def _load(args: argparse.Namespace):
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
-    from .db import database_url, embedded_server
+    from .db import embedded_server
 
     cfg = _load(args)
     if args.action == "url":
         from .db.urls import DbTarget
 
-        url = database_url(cfg, start_embedded=False)
-        print(DbTarget.parse(url).without_password())
+        if cfg.database.url:
+            print(DbTarget.parse(cfg.database.url).without_password())
+            return 0
+        server = embedded_server(cfg)
+        print(server.public_url)
+        print(f"password: in {server.password_file} (readable by you only)", file=sys.stderr)
         return 0
     if cfg.database.url:
         from .db.urls import describe_url

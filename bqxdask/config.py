@@ -41,6 +41,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 PAIR_RE = re.compile(r"[a-z]{6}")
 MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
 IDENT_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: ``database.embedded_listen_addresses``: comma-separated host names, IPv4/IPv6 addresses or ``*``
+LISTEN_RE = re.compile(r"\s*[A-Za-z0-9.:*%_-]+\s*(,\s*[A-Za-z0-9.:*%_-]+\s*)*")
 MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*", re.I)
 ENV_PREFIX = "BQX_"
 URL_ENV = "BQX_DATABASE_URL"
@@ -66,6 +68,9 @@ class DatabaseConfig:
     source_schema: str = "public"
     output_schema: str = "features"
     embedded_dir: str = ".bqx/pgdata"
+    #: where the embedded PostgreSQL listens for TCP (PostgreSQL ``listen_addresses``); widen it
+    #: only for Dask workers on other hosts. Every connection needs the generated password.
+    embedded_listen_addresses: str = "127.0.0.1"
     max_connections_per_worker: int = 2  #: concurrent connections one worker may hold
     #: seconds a connection attempt may take before it counts as failed (SPEC §11)
     connect_timeout: int = 10
@@ -82,7 +87,7 @@ class ClusterConfig:
     n_workers: int = 8
     threads_per_worker: int = 1
     memory_limit: str = "2GiB"
-    dashboard_address: str = ":8787"
+    dashboard_address: str = "127.0.0.1:8787"  #: loopback only; "0.0.0.0:8787" opens it to the network
     scheduler_address: str | None = None
 
 
@@ -464,6 +469,11 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that the type system cannot express."""
     validate_identifier(cfg.database.source_schema, "database.source_schema")
     validate_identifier(cfg.database.output_schema, "database.output_schema")
+    if not LISTEN_RE.fullmatch(cfg.database.embedded_listen_addresses):
+        raise ConfigError(
+            f"database.embedded_listen_addresses = {cfg.database.embedded_listen_addresses!r} is not a list of "
+            "addresses; fix: write comma-separated host names or IP addresses, e.g. \"127.0.0.1\" or \"10.0.0.5,127.0.0.1\" (workers are handed the first)"
+        )
     if cfg.database.max_connections_per_worker < 1:
         raise ConfigError("database.max_connections_per_worker must be >= 1; fix: set it to 1 or more")
     for key in ("connect_timeout", "lock_timeout", "lock_wait_limit"):

@@ -8,13 +8,15 @@ from ..config import Config
 def embedded_server(cfg: Config):
     from .embedded import EmbeddedPostgres
 
-    return EmbeddedPostgres(cfg.database.embedded_dir)
+    return EmbeddedPostgres(cfg.database.embedded_dir, listen_addresses=cfg.database.embedded_listen_addresses)
 
 
 def database_url(cfg: Config, *, start_embedded: bool = True) -> str:
     """The URL to use: ``database.url`` (or ``BQX_DATABASE_URL``), else the embedded PostgreSQL.
 
     The embedded server is started on demand, so ``bqxdask features`` works from a fresh clone.
+    The returned URL carries the embedded server's password: print it only through
+    :func:`bqxdask.db.urls.describe_url`.
     """
     if cfg.database.url:
         return cfg.database.url

