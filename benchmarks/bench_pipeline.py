@@ -672,7 +672,11 @@ def write_toml(cfg, path: Path) -> None:
         lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items() if v is not None]
     lines.append("[families]")
     lines.append(f"enabled = {_toml_value(d['families']['enabled'])}")
-    path.write_text("\n".join(lines) + "\n")
+    # database.url carries the embedded server's password: readable by this user only (§11)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
 
 
 def run_cli(bench: Bench, cfg) -> float:
