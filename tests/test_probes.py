@@ -23,8 +23,10 @@ def _workers(client) -> list[str]:
 
 
 def _wrong_database(url: str) -> str:
-    t = DbTarget.parse(url)
-    return f"postgresql+psycopg2://{t.username}@{t.host}:{t.port}/no_such_db_x"
+    """The same server and credentials (the embedded one wants its password), another database."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database="no_such_db_x").render_as_string(hide_password=False)
 
 
 def test_every_worker_reaches_the_database_and_the_parquet_dir(pg_url, tmp_path, dask_client):
