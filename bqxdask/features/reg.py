@@ -22,9 +22,10 @@ Rows with fewer than W values of the input series are NaN (``lookback = max(W) �
 ``reg_bqx`` the BQX series' own 15-row lag comes on top, see :mod:`.registry`).
 
 The values are computed in O(1) work per row and window, independent of W, by
-:mod:`._reg_kernel` (discrete orthogonal polynomials, block-local prefix sums in double-double
-arithmetic); they agree with ``np.polyfit`` on each window to SPEC §4.9 and with exact
-rational least squares to about 1e-15 relative.
+:mod:`._reg_fast` (discrete orthogonal polynomials, block-local sums; a compiled float64 pass
+whose rows that cannot vouch for their own rounding are redone in double-double arithmetic by
+:mod:`._reg_kernel`); they agree with ``np.polyfit`` on each window to SPEC §4.9 and with
+exact rational least squares to ~1/1000 of that budget.
 
 References: Savitzky & Golay (1964), *Anal. Chem.* 36(8), 1627–1639; Gram polynomials,
 https://en.wikipedia.org/wiki/Discrete_orthogonal_polynomials ; ``numpy.polyfit``.
@@ -37,7 +38,8 @@ import numpy as np
 from ..config import RegParams
 from ..errors import ConfigError
 from . import registry
-from ._reg_kernel import MAX_WINDOW, output_names, rolling_polyfit
+from ._reg_fast import rolling_polyfit
+from ._reg_kernel import MAX_WINDOW, output_names
 
 __all__ = ["columns", "reg", "output_names"]
 
