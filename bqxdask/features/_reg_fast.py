@@ -57,6 +57,9 @@ from ._reg_kernel import CHUNK_VALUES, checked_series, fit_blocks, gram_constant
 #: [3] is the constant of the summation bound. The bounds overestimate the error ~10-100×,
 #: so the values kept are within ~1/1000 of the budget (the tests hold them to 1/100).
 BUDGET = np.array([1e-10, 2e-9, 1e-10, 4.0])
+#: from this degree on the sums are compensated (TwoSum): ~25 % slower, the bounds ~√W tighter
+#: — degree 3 needs it to keep its fallback rare at long windows
+COMPENSATED_DEGREE = 3
 
 
 @functools.cache
@@ -101,16 +104,25 @@ def rolling_polyfit(y: np.ndarray, window: int, degree: int) -> dict[str, np.nda
     views of one ``(columns, rows)`` table.
     """
     y = checked_series(y, window, degree)
-    w, n = window, len(y)
+    out, flagged = _float64_pass(y, window, degree)
+    if len(flagged):
+        _refit_exactly(y, window, degree, flagged, out)
+    return out
+
+
+def fallback_rows(y: np.ndarray, window: int, degree: int) -> np.ndarray:
+    """The rows whose values :func:`rolling_polyfit` takes from the double-double kernel."""
+    return _float64_pass(checked_series(y, window, degree), window, degree)[1]
+
+
+def _float64_pass(y: np.ndarray, w: int, degree: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    n = len(y)
     names = output_names(degree)
     table = np.empty((len(names), n))
     table[:, : w - 1] = np.nan
-    out = dict(zip(names, table))
+    flags = np.zeros(n, dtype=np.uint8)
     if n >= w:
         c = gram_constants(w, degree)
-        flags = np.zeros(n, dtype=np.uint8)
-        n_flag = _compiled()(y, w, degree, c["norm_w"], c["inv_norm"], c["at_last"], c["at_next"],
-                             c["slope_last"], c["mono"], BUDGET, table, flags)
-        if n_flag:
-            _refit_exactly(y, w, degree, np.flatnonzero(flags), out)
-    return out
+        _compiled()(y, w, degree, degree >= COMPENSATED_DEGREE, c["norm_w"], c["inv_norm"], c["at_last"], c["at_next"],
+                    c["slope_last"], c["mono"], BUDGET, table, flags)
+    return dict(zip(names, table)), np.flatnonzero(flags)

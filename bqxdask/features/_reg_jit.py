@@ -7,29 +7,47 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _add_row(s0, s1, s2, s3, sq, yl, jj, d):
-    """Add one row (level y', position J) to the sums Σy', ΣJy', ΣJ²y', ΣJ³y' (to degree d), Σy'²."""
-    t1 = jj * yl
+def _acc(s, e, x, comp):
+    """``s + x``; with ``comp`` the exact rounding error of the addition goes into ``e`` (TwoSum)."""
+    t = s + x
+    if comp:
+        bb = t - s
+        e += (s - (t - bb)) + (x - bb)
+    return t, e
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_row(s, e, yl, jj, d, comp):
+    """Add one row (level y', position J) to the sums Σy', ΣJy', ΣJ²y', ΣJ³y' (to degree d), Σy'²
+    held in ``s`` (and their compensations in ``e``)."""
+    s[0], e[0] = _acc(s[0], e[0], yl, comp)
+    t = jj * yl
+    s[1], e[1] = _acc(s[1], e[1], t, comp)
     if d >= 2:
-        t2 = jj * t1
-        return s0 + yl, s1 + t1, s2 + t2, (s3 + jj * t2) if d >= 3 else s3, sq + yl * yl
-    return s0 + yl, s1 + t1, s2, s3, sq + yl * yl
+        t *= jj
+        s[2], e[2] = _acc(s[2], e[2], t, comp)
+        if d >= 3:
+            s[3], e[3] = _acc(s[3], e[3], jj * t, comp)
+    s[4], e[4] = _acc(s[4], e[4], yl * yl, comp)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def fit_rows(y, w, d, norm_w, inv_norm, at_last, at_next, slope_last, mono, budget, out, flags):
+def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono, budget, out, flags):
     """Fill ``out[:, W−1:]`` (rows in :func:`output_names` order) and ``flags``; return #flags.
 
     ``norm_w[k]`` is ``W/N_k``,
     ``inv_norm[k]`` ``1/N_k``; ``at_last``, ``at_next``, ``slope_last`` the values of P_k at
     i = W−1, at i = W and ``dP_k/di`` at i = W−1; ``mono[k, p]`` the coefficient of i**p in
-    P_k; ``budget`` the relative errors accepted, see :data:`BUDGET`.
+    P_k; ``budget`` the relative errors accepted, see :data:`BUDGET`; ``comp``: compensated sums.
     """
     n = y.shape[0]
     wf = float(w)
     w2 = 2.0 * wf  # the largest |J| in a window
-    # rounding error per unit of Σ|terms|: W additions of rounded terms, as a random walk
-    unit = budget[3] * (np.sqrt(wf) + 4.0) * 2.220446049250313e-16
+    # rounding error per unit of Σ|terms|: W additions of rounded terms as a random walk, or,
+    # compensated, the rounding of the terms themselves and of a few operations
+    unit = budget[3] * (5.0 if comp else np.sqrt(wf) + 4.0) * 2.220446049250313e-16
+    acc = np.zeros(5)  # the running sums of one pass (K0..K3, Σy'²)
+    err = np.zeros(5)  # their compensations
     c1 = 3.0 * wf * wf - 7.0  # P3 = 5v³ − (3W²−7)v
     c2 = wf * wf - 1.0  # P2 = 3v² − (W²−1)
     suff = np.zeros((w, 5))  # suff[i]: K0..K3 and Σy'² over the last i rows of the block before b
@@ -42,32 +60,28 @@ def fit_rows(y, w, d, norm_w, inv_norm, at_last, at_next, slope_last, mono, budg
         ref = y[b]
         seen[:] = 0.0
         if b > 0:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            sq = 0.0
+            acc[:] = 0.0
+            err[:] = 0.0
             for i in range(1, w):
-                s0, s1, s2, s3, sq = _add_row(s0, s1, s2, s3, sq, y[b - i] - ref, -2.0 * i, d)
-                suff[i, 0] = s0
-                suff[i, 1] = s1
-                suff[i, 2] = s2
-                suff[i, 3] = s3
-                suff[i, 4] = sq
-        p0 = 0.0
-        p1 = 0.0
-        p2 = 0.0
-        p3 = 0.0
-        pq = 0.0
+                _add_row(acc, err, y[b - i] - ref, -2.0 * i, d, comp)
+                for r in range(5):
+                    suff[i, r] = acc[r] + err[r]
+        acc[:] = 0.0
+        err[:] = 0.0
         m0 = w - 1 if b == 0 else 0  # before: windows that reach before the series
         m_end = min(w, n - b)
         for m in range(m_end):
             t = b + m
             yl = y[t] - ref
-            p0, p1, p2, p3, pq = _add_row(p0, p1, p2, p3, pq, yl, 2.0 * m, d)
+            _add_row(acc, err, yl, 2.0 * m, d, comp)
             if m < m0:
                 continue
             i = w - 1 - m
+            p0 = acc[0] + err[0]
+            p1 = acc[1] + err[1]
+            p2 = acc[2] + err[2]
+            p3 = acc[3] + err[3]
+            pq = acc[4] + err[4]
             k0 = p0 + suff[i, 0]
             k1 = p1 + suff[i, 1]
             s2w = pq + suff[i, 4]
