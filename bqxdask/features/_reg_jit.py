@@ -17,18 +17,19 @@ def _acc(s, e, x, comp):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _add_row(s, e, yl, jj, d, comp):
-    """Add one row (level y', position J) to the sums Σy', ΣJy', ΣJ²y', ΣJ³y' (to degree d), Σy'²
-    held in ``s`` (and their compensations in ``e``)."""
-    s[0], e[0] = _acc(s[0], e[0], yl, comp)
-    t = jj * yl
-    s[1], e[1] = _acc(s[1], e[1], t, comp)
+def _add_row(s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, yl, jj, d, comp):
+    """Add one row (level y', position J) to the sums Σy', ΣJy', ΣJ²y', ΣJ³y' (to degree d),
+    Σy'² (``s*``), and with ``comp`` their compensations (``e*``)."""
+    t1 = jj * yl
+    t2 = jj * t1
+    s0, e0 = _acc(s0, e0, yl, comp)
+    s1, e1 = _acc(s1, e1, t1, comp)
+    sq, eq = _acc(sq, eq, yl * yl, comp)
     if d >= 2:
-        t *= jj
-        s[2], e[2] = _acc(s[2], e[2], t, comp)
+        s2, e2 = _acc(s2, e2, t2, comp)
         if d >= 3:
-            s[3], e[3] = _acc(s[3], e[3], jj * t, comp)
-    s[4], e[4] = _acc(s[4], e[4], yl * yl, comp)
+            s3, e3 = _acc(s3, e3, jj * t2, comp)
+    return s0, s1, s2, s3, sq, e0, e1, e2, e3, eq
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -46,8 +47,6 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
     # rounding error per unit of Σ|terms|: W additions of rounded terms as a random walk, or,
     # compensated, the rounding of the terms themselves and of a few operations
     unit = budget[3] * (5.0 if comp else np.sqrt(wf) + 4.0) * 2.220446049250313e-16
-    acc = np.zeros(5)  # the running sums of one pass (K0..K3, Σy'²)
-    err = np.zeros(5)  # their compensations
     c1 = 3.0 * wf * wf - 7.0  # P3 = 5v³ − (3W²−7)v
     c2 = wf * wf - 1.0  # P2 = 3v² − (W²−1)
     suff = np.zeros((w, 5))  # suff[i]: K0..K3 and Σy'² over the last i rows of the block before b
@@ -60,28 +59,31 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
         ref = y[b]
         seen[:] = 0.0
         if b > 0:
-            acc[:] = 0.0
-            err[:] = 0.0
+            s0 = s1 = s2 = s3 = sq = e0 = e1 = e2 = e3 = eq = 0.0
             for i in range(1, w):
-                _add_row(acc, err, y[b - i] - ref, -2.0 * i, d, comp)
-                for r in range(5):
-                    suff[i, r] = acc[r] + err[r]
-        acc[:] = 0.0
-        err[:] = 0.0
+                s0, s1, s2, s3, sq, e0, e1, e2, e3, eq = _add_row(
+                    s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, y[b - i] - ref, -2.0 * i, d, comp)
+                suff[i, 0] = s0 + e0
+                suff[i, 1] = s1 + e1
+                suff[i, 2] = s2 + e2
+                suff[i, 3] = s3 + e3
+                suff[i, 4] = sq + eq
+        s0 = s1 = s2 = s3 = sq = e0 = e1 = e2 = e3 = eq = 0.0
         m0 = w - 1 if b == 0 else 0  # before: windows that reach before the series
         m_end = min(w, n - b)
         for m in range(m_end):
             t = b + m
             yl = y[t] - ref
-            _add_row(acc, err, yl, 2.0 * m, d, comp)
+            s0, s1, s2, s3, sq, e0, e1, e2, e3, eq = _add_row(
+                s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, yl, 2.0 * m, d, comp)
             if m < m0:
                 continue
             i = w - 1 - m
-            p0 = acc[0] + err[0]
-            p1 = acc[1] + err[1]
-            p2 = acc[2] + err[2]
-            p3 = acc[3] + err[3]
-            pq = acc[4] + err[4]
+            p0 = s0 + e0
+            p1 = s1 + e1
+            p2 = s2 + e2
+            p3 = s3 + e3
+            pq = sq + eq
             k0 = p0 + suff[i, 0]
             k1 = p1 + suff[i, 1]
             s2w = pq + suff[i, 4]
@@ -93,11 +95,11 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
             m1 = k1 - g * k0
             a1 = m1
             h1 = w2 + ag
-            e1 = unit * h1 * amag
+            eb1 = unit * h1 * amag
             wsst = wf * s2w - k0 * k0
             wsse = wsst - a1 * a1 * norm_w[1]
-            esse = 2.0 * abs(a1) * e1 * norm_w[1] + 4.0 * unit * wf * s2w
-            bad = e1 > budget[0] * max(abs(a1), scale[1])
+            esse = 2.0 * abs(a1) * eb1 * norm_w[1] + 4.0 * unit * wf * s2w
+            bad = eb1 > budget[0] * max(abs(a1), scale[1])
             seen[1] += min(abs(a1), 4.0 * scale[1]) if scale[1] > 0.0 else abs(a1)
             ga1 = a1 * inv_norm[1]
             ga2 = 0.0
@@ -107,10 +109,10 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
                 hm2 = w2 * w2 + ag * w2 + ag * h1
                 m2 = (k2 - g * k1) - g * m1  # Σ v²·y'
                 a2 = 3.0 * m2 - c2 * k0
-                e2 = unit * (3.0 * hm2 + c2) * amag
+                eb2 = unit * (3.0 * hm2 + c2) * amag
                 wsse -= a2 * a2 * norm_w[2]
-                esse += 2.0 * abs(a2) * e2 * norm_w[2]
-                bad = bad or e2 > budget[0] * max(abs(a2), scale[2])
+                esse += 2.0 * abs(a2) * eb2 * norm_w[2]
+                bad = bad or eb2 > budget[0] * max(abs(a2), scale[2])
                 seen[2] += min(abs(a2), 4.0 * scale[2]) if scale[2] > 0.0 else abs(a2)
                 ga2 = a2 * inv_norm[2]
                 if d >= 3:
@@ -118,10 +120,10 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
                     m3 = ((k3 - g * k2) - g * (k2 - g * k1)) - g * m2  # Σ v³·y'
                     a3 = 5.0 * m3 - c1 * m1
                     hm3 = w2 * w2 * w2 + ag * w2 * w2 + ag * (w2 * w2 + ag * w2) + ag * hm2
-                    e3 = unit * (5.0 * hm3 + c1 * h1) * amag
+                    eb3 = unit * (5.0 * hm3 + c1 * h1) * amag
                     wsse -= a3 * a3 * norm_w[3]
-                    esse += 2.0 * abs(a3) * e3 * norm_w[3]
-                    bad = bad or e3 > budget[0] * max(abs(a3), scale[3])
+                    esse += 2.0 * abs(a3) * eb3 * norm_w[3]
+                    bad = bad or eb3 > budget[0] * max(abs(a3), scale[3])
                     seen[3] += min(abs(a3), 4.0 * scale[3]) if scale[3] > 0.0 else abs(a3)
                     ga3 = a3 * inv_norm[3]
             if wsst < 0.0:

@@ -1,6 +1,9 @@
 """Rolling least-squares polynomial fits in O(1) work per row, in double-double arithmetic.
 
-The kernel behind :mod:`bqxdask.features.reg`.
+The reference and the fallback of :mod:`._reg_fast`, the compiled float64 kernel behind
+:mod:`bqxdask.features.reg`: it redoes, block by block, the rows whose float64 rounding
+bound is too large to vouch for (nearly exact fits), and ``benchmarks/bench_reg.py`` times it
+as what the compiled kernel replaced.
 
 The fit
 -------
