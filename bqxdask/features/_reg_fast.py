@@ -96,33 +96,36 @@ def _refit_exactly(y: np.ndarray, w: int, degree: int, flagged: np.ndarray, out:
             values[rows] = exact[name][pos, m]
 
 
-def rolling_polyfit(y: np.ndarray, window: int, degree: int) -> dict[str, np.ndarray]:
+def rolling_polyfit(y: np.ndarray, window: int, degree: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """All per-window outputs of a rolling degree-``degree`` fit over ``window`` rows.
 
     ``y`` is a finite float64 series in time order. Row t uses ``y[t−W+1..t]``; the first
     ``W − 1`` rows are NaN. Returns ``{name: array}`` for :func:`output_names` ``(degree)``,
-    views of one ``(columns, rows)`` table.
+    the rows of ``out``: a C-contiguous ``(len(names), len(y))`` float64 array to fill (one
+    large table for many windows is allocated, and page-faulted, once), or a new one.
     """
     y = checked_series(y, window, degree)
-    out, flagged = _float64_pass(y, window, degree)
+    table = np.empty((len(output_names(degree)), len(y))) if out is None else out
+    result, flagged = _float64_pass(y, window, degree, table)
     if len(flagged):
-        _refit_exactly(y, window, degree, flagged, out)
-    return out
+        _refit_exactly(y, window, degree, flagged, result)
+    return result
 
 
 def fallback_rows(y: np.ndarray, window: int, degree: int) -> np.ndarray:
     """The rows whose values :func:`rolling_polyfit` takes from the double-double kernel."""
-    return _float64_pass(checked_series(y, window, degree), window, degree)[1]
+    y = checked_series(y, window, degree)
+    return _float64_pass(y, window, degree, np.empty((len(output_names(degree)), len(y))))[1]
 
 
-def _float64_pass(y: np.ndarray, w: int, degree: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    n = len(y)
+def _float64_pass(y: np.ndarray, w: int, degree: int, table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     names = output_names(degree)
-    table = np.empty((len(names), n))
+    if table.shape != (len(names), len(y)) or table.dtype != np.float64 or not table.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float64 array of shape {(len(names), len(y))}")
     table[:, : w - 1] = np.nan
-    flags = np.zeros(n, dtype=np.uint8)
-    if n >= w:
+    flags = np.zeros(len(y), dtype=np.uint8)
+    if len(y) >= w:
         c = gram_constants(w, degree)
-        _compiled()(y, w, degree, degree >= COMPENSATED_DEGREE, c["norm_w"], c["inv_norm"], c["at_last"], c["at_next"],
-                    c["slope_last"], c["mono"], BUDGET, table, flags)
+        _compiled()(y, w, degree, degree >= COMPENSATED_DEGREE, c["norm_w"], c["inv_norm"], c["at_last"],
+                    c["at_next"], c["slope_last"], c["mono"], BUDGET, table, flags)
     return dict(zip(names, table)), np.flatnonzero(flags)
