@@ -47,6 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from bqxdask import compute_features
 from bqxdask.errors import ConfigError
 from bqxdask.features import families_config, reg, registry
+from bqxdask.features._reg_fast import fallback_rows
 from bqxdask.features._reg_kernel import rolling_polyfit_dd
 
 DEGREES = (1, 2, 3)
@@ -300,6 +301,24 @@ def test_near_degenerate_windows_match_exact_least_squares(case):
             floor = noise_floor(y, window, rows)
             for out, expected in exact.items():
                 assert_within(f"w{window}_{out}", got[f"w{window}_{out}"][rows], expected, floor=floor)
+
+
+def test_nearly_exact_fits_are_redone_in_double_double_and_real_bars_are_not():
+    """The compiled kernel hands the rows it cannot vouch for to the double-double kernel: on a
+    smooth series nearly every row, whose values are then the double-double ones exactly; on
+    real bars, with the default windows and degree, none."""
+    y = _near_degenerate_series()["smooth trend, 1e-10 noise"]
+    for degree in (2, 3):
+        rows = fallback_rows(y, 630, degree)
+        assert len(rows) > 0.9 * (len(y) - 629)
+        got, ref = reg.reg(y, windows=(630,), degree=degree), rolling_polyfit_dd(y, 630, degree)
+        for out, expected in ref.items():
+            assert np.array_equal(got[f"w630_{out}"][rows], expected[rows]), out
+    default = families_config(None).reg
+    bars = compute_features(eurusd(1), ["bqx"])["bqx"]
+    bqx = bars["w15_bqx_return"].to_numpy()
+    for x in (bars["rate_index"].to_numpy(), bqx[np.isfinite(bqx)]):
+        assert all(len(fallback_rows(x, w, default.degree)) == 0 for w in default.windows)
 
 
 def test_flat_stretch_in_real_bars():
