@@ -31,10 +31,11 @@ checks them against :data:`BUDGET`: each α_k against ``max(|α_k|, scale_k)`` �
 the typical |α_k| of the previous block, the scale SPEC §4.9 holds a coefficient to — and
 W·SSE against W·SSE and W·SST. A row that fails takes *every* output from the double-double
 kernel, computed for its block only. The choice is per row, from the row's own window and
-earlier rows: causal. On real bars the default windows and degree never fall back; degree 3
-at W = 2880 does on a few per cent (idx) to ~60 % (BQX) of the rows; on a smooth synthetic
-series every row may, and the cost per row is then the double-double one, still independent
-of W (``benchmarks/bench_reg.py`` prints the shares).
+earlier rows: causal. Degree 3 accumulates its sums with TwoSum compensation, which takes the
+√W out of its bound. On the real series no row falls back but ~1 % of the BQX series' rows at
+degree 2, W = 2880; on a smooth synthetic series nearly every row does, and the cost per row
+is then the double-double one, still independent of W (``benchmarks/bench_reg.py`` prints
+the shares).
 
 The compiled functions are cached on disk (``numba.njit(cache=True)``: beside the source, or
 in numba's user cache directory, or in a temporary directory when neither is writable) and
