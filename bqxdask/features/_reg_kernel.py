@@ -1,6 +1,9 @@
 """Rolling least-squares polynomial fits in O(1) work per row, in double-double arithmetic.
 
-The kernel behind :mod:`bqxdask.features.reg`.
+The reference and the fallback of :mod:`._reg_fast`, the compiled float64 kernel behind
+:mod:`bqxdask.features.reg`: it redoes, block by block, the rows whose float64 rounding
+bound is too large to vouch for (nearly exact fits), and ``benchmarks/bench_reg.py`` times it
+as what the compiled kernel replaced.
 
 The fit
 -------
@@ -184,17 +187,45 @@ def _poly_deriv_eval(coefs: tuple[int, ...], v: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(window: int, degree: int) -> dict:
+def gram_constants(window: int, degree: int) -> dict[str, np.ndarray]:
+    """The float64 constants of the fit of one (W, degree), padded to degree 3 with zeros.
+
+    ``norm_w[k] = W/N_k``, ``inv_norm[k] = 1/N_k``; ``at_last``, ``at_next``: P_k at i = W−1
+    and i = W; ``slope_last``: dP_k/di at i = W−1; ``mono[k, p]``: the coefficient of i**p in
+    P_k(2i − (W−1)) (the monomial coefficients of np.polyfit per unit γ_k).
+    """
     w = window
     polys = [_GRAM[k](w) for k in range(degree + 1)]
     norms = [sum(_poly_eval(p, v) ** 2 for v in range(-(w - 1), w, 2)) for p in polys]
     # ŷ(i) = Σ_k γ_k P_k(2i − (W−1)): expand each P_k in powers of i (np.polyfit's coefficients)
-    mono = np.zeros((degree + 1, degree + 1))  # mono[k, p]: coefficient of i**p per unit γ_k
+    mono = np.zeros((4, 4))
     for k, poly in enumerate(polys):
         for pv, c in enumerate(poly):
             for p in range(pv + 1):
                 mono[k, p] += c * comb(pv, p) * 2**p * (-(w - 1)) ** (pv - p)
 
+    def padded(values) -> np.ndarray:
+        out = np.zeros(4)
+        out[: len(values)] = values
+        return out
+
+    return {
+        "norms": norms,
+        "norm_w": padded([float(Fraction(w, n)) for n in norms]),
+        "inv_norm": padded([1.0 / n for n in norms]),
+        "at_last": padded([_poly_eval(p, w - 1) for p in polys]),  # i = W−1
+        "at_next": padded([_poly_eval(p, w + 1) for p in polys]),  # i = W
+        "slope_last": padded([2 * _poly_deriv_eval(p, w - 1) for p in polys]),
+        "mono": mono,
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(window: int, degree: int) -> dict:
+    w = window
+    polys = [_GRAM[k](w) for k in range(degree + 1)]
+    base = gram_constants(w, degree)
+    norms = base["norms"]
     m = np.arange(w, dtype=np.int64)  # output position in its block (t = b + m)
     g = 2 * m + 1 - w  # the window centre in J units
     # α_k = Σ_r c_kr(G)·K_r with c_kr = Σ_p a_kp·comb(p, r)·(−G)**(p−r)   (v = J − G)
@@ -217,11 +248,11 @@ def _constants(window: int, degree: int) -> dict:
     jpow_left = [j_left**r for r in range(degree + 1)]
     return {
         "w_over_norm": [_dd_const(Fraction(w, n)) for n in norms],
-        "inv_norm": [1.0 / n for n in norms],
-        "at_last": np.array([_poly_eval(p, w - 1) for p in polys], dtype=float),  # i = W−1
-        "at_next": np.array([_poly_eval(p, w + 1) for p in polys], dtype=float),  # i = W
-        "slope_last": np.array([2 * _poly_deriv_eval(p, w - 1) for p in polys], dtype=float),
-        "mono": mono,
+        "inv_norm": base["inv_norm"][: degree + 1],
+        "at_last": base["at_last"][: degree + 1],
+        "at_next": base["at_next"][: degree + 1],
+        "slope_last": base["slope_last"][: degree + 1],
+        "mono": base["mono"][: degree + 1, : degree + 1],
         "coef": coef,
         "coef_split": [[_split(c) for c in row] for row in coef],
         "jpow": (jpow_left, jpow_right),
@@ -232,12 +263,8 @@ def _constants(window: int, degree: int) -> dict:
 # -------------------------------------------------------------------------------------------
 # The kernel.
 # -------------------------------------------------------------------------------------------
-def rolling_polyfit(y: np.ndarray, window: int, degree: int) -> dict[str, np.ndarray]:
-    """All per-window outputs of a rolling degree-``degree`` fit over ``window`` rows.
-
-    ``y`` is a finite float64 series in time order. Row t uses ``y[t−W+1..t]``; the first
-    ``W − 1`` rows are NaN. Returns ``{name: array}`` for :func:`output_names` ``(degree)``.
-    """
+def checked_series(y: np.ndarray, window: int, degree: int) -> np.ndarray:
+    """``y`` as a contiguous float64 array, after checking it and the fit's parameters."""
     y = np.ascontiguousarray(y, dtype=np.float64)
     if degree not in (1, 2, 3):
         raise ValueError(f"degree = {degree} is not supported; fix: use 1, 2 or 3")
@@ -246,6 +273,16 @@ def rolling_polyfit(y: np.ndarray, window: int, degree: int) -> dict[str, np.nda
                          "fix: choose a window with more rows than coefficients")
     if not np.isfinite(y).all():
         raise ValueError("rolling_polyfit needs a finite series; fix: cut leading NaNs off first")
+    return y
+
+
+def rolling_polyfit_dd(y: np.ndarray, window: int, degree: int) -> dict[str, np.ndarray]:
+    """All per-window outputs of a rolling degree-``degree`` fit over ``window`` rows.
+
+    ``y`` is a finite float64 series in time order. Row t uses ``y[t−W+1..t]``; the first
+    ``W − 1`` rows are NaN. Returns ``{name: array}`` for :func:`output_names` ``(degree)``.
+    """
+    y = checked_series(y, window, degree)
     w = window
     n = len(y)
     names = output_names(degree)
@@ -320,6 +357,15 @@ def _times(x: np.ndarray, xs, f: np.ndarray, fs) -> tuple[np.ndarray, np.ndarray
     """``x·f`` as an exact pair ``(p, e)``."""
     p = x * f
     return p, _prod_err(x, xs, f, fs, p)
+
+
+def fit_blocks(left: np.ndarray, right: np.ndarray, window: int, degree: int) -> dict[str, np.ndarray]:
+    """Every output, in double-double, of the windows ending in ``right``.
+
+    ``left`` and ``right`` are ``(g, W)`` arrays: g pairs of consecutive blocks; output
+    ``[p, m]`` is the fit of ``left[p, m+1:]`` followed by ``right[p, :m+1]``.
+    """
+    return _fit_pairs(left, right, window, degree, _constants(window, degree))
 
 
 def _fit_pairs(left: np.ndarray, right: np.ndarray, w: int, d: int, consts: dict) -> dict[str, np.ndarray]:

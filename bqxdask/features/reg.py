@@ -22,9 +22,10 @@ Rows with fewer than W values of the input series are NaN (``lookback = max(W) �
 ``reg_bqx`` the BQX series' own 15-row lag comes on top, see :mod:`.registry`).
 
 The values are computed in O(1) work per row and window, independent of W, by
-:mod:`._reg_kernel` (discrete orthogonal polynomials, block-local prefix sums in double-double
-arithmetic); they agree with ``np.polyfit`` on each window to SPEC §4.9 and with exact
-rational least squares to about 1e-15 relative.
+:mod:`._reg_fast` (discrete orthogonal polynomials, block-local sums; a compiled float64 pass
+whose rows that cannot vouch for their own rounding are redone in double-double arithmetic by
+:mod:`._reg_kernel`); they agree with ``np.polyfit`` on each window to SPEC §4.9 and with
+exact rational least squares to ~1/1000 of that budget.
 
 References: Savitzky & Golay (1964), *Anal. Chem.* 36(8), 1627–1639; Gram polynomials,
 https://en.wikipedia.org/wiki/Discrete_orthogonal_polynomials ; ``numpy.polyfit``.
@@ -37,7 +38,8 @@ import numpy as np
 from ..config import RegParams
 from ..errors import ConfigError
 from . import registry
-from ._reg_kernel import MAX_WINDOW, output_names, rolling_polyfit
+from ._reg_fast import rolling_polyfit
+from ._reg_kernel import MAX_WINDOW, output_names
 
 __all__ = ["columns", "reg", "output_names"]
 
@@ -77,9 +79,13 @@ def reg(x: np.ndarray, *, windows: tuple[int, ...], degree: int) -> dict[str, np
         Column name → float64 array of ``len(x)``; the first ``W − 1`` rows of window W are NaN.
     """
     _check(windows, degree)
+    per_window = len(output_names(degree))
+    # one table for every column: one large allocation is page-faulted far faster than ten
+    table = np.empty((per_window * len(windows), len(x)))
     out: dict[str, np.ndarray] = {}
-    for w in windows:
-        for name, values in rolling_polyfit(x, int(w), degree).items():
+    for j, w in enumerate(windows):
+        part = table[j * per_window : (j + 1) * per_window]
+        for name, values in rolling_polyfit(x, int(w), degree, out=part).items():
             out[f"w{w}_{name}"] = values
     return out
 
