@@ -16,7 +16,7 @@ Inputs are columns of the *prepared frame* (:mod:`bqxdask.features.prepare`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -64,11 +64,16 @@ class Family:
         return stable_hash(deps)
 
     def compute(self, prepared: pd.DataFrame, families: FamiliesConfig) -> pd.DataFrame:
-        """Run the family on a prepared frame; one output row per input row."""
+        """Run the family on a prepared frame; one output row per input row.
+
+        The columns travel as one float64 block (columns × rows): a kernel that fills such a
+        block (reg) hands it over without a copy, others are copied in once.
+        """
         params = self.params(families)
         names = self.columns(params)
         kwargs = self.kwargs(params)
         n = len(prepared)
+        first = 0
         if self.input == "ohlc":
             arrays = [prepared[c].to_numpy("float64") for c in ("open_idx", "high_idx", "low_idx", "idx")]
             result = dict(self.kernel(*arrays, **kwargs))
@@ -78,17 +83,26 @@ class Family:
             first = int(finite[0]) if len(finite) else n
             if len(finite) and len(finite) != n - first:
                 raise ValueError(f"{self.name}: input series {self.input} has an interior NaN")
-            tail = dict(self.kernel(x[first:], **kwargs)) if first < n else {}
-            result = {}
-            for name in names:
-                col = np.full(n, np.nan)
-                if name in tail:
-                    col[first:] = tail[name]
-                result[name] = col
+            result = dict(self.kernel(x[first:], **kwargs)) if first < n else {}
         missing = [c for c in names if c not in result]
-        if missing:
+        if missing and (result or self.input == "ohlc"):
             raise AssertionError(f"{self.name} did not produce {missing}")
-        return pd.DataFrame({c: np.asarray(result[c], dtype="float64") for c in names}, index=prepared.index)
+        block = _column_block(result, names, n, first)
+        return pd.DataFrame(block.T, index=prepared.index, columns=list(names), copy=False)
+
+
+def _column_block(result: dict, names: Sequence[str], n: int, first: int) -> np.ndarray:
+    """``result``'s columns as one C-contiguous (len(names), n) float64 array, NaN before ``first``."""
+    arrays = [np.asarray(result[c], dtype="float64") for c in names] if result else []
+    base = arrays[0].base if arrays else None
+    if (first == 0 and isinstance(base, np.ndarray) and base.dtype == np.float64 and base.flags.c_contiguous
+            and base.shape == (len(names), n)
+            and all(a.base is base and a.ctypes.data == base.ctypes.data + i * n * 8 for i, a in enumerate(arrays))):
+        return base
+    block = np.full((len(names), n), np.nan)
+    for i, a in enumerate(arrays):
+        block[i, first:] = a
+    return block
 
 
 def series_lookback(series: str, families: FamiliesConfig) -> int:
