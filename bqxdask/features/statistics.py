@@ -139,7 +139,9 @@ def _moment_pass(xp: np.ndarray, pad: int, wins: np.ndarray, out: np.ndarray, bl
         base = pad + t0
         xt = xp[base : base + nb]
         xt1 = xp[base - 1 : base - 1 + nb]
-        acc[:, :] = 0.0
+        for r in range(5):
+            for i in range(nb):
+                acc[r, i] = 0.0
         for j in range(1, pad + 1):  # lag 0 adds d = 0
             xs = xp[base - j : base - j + nb]
             xq = xp[base - j + 1 : base - j + 1 + nb]
@@ -154,9 +156,12 @@ def _moment_pass(xp: np.ndarray, pad: int, wins: np.ndarray, out: np.ndarray, bl
                 acc[4, i] += (xq[i] - xt[i]) * (xs[i] - xt1[i])
             for k in range(nw):
                 if wins[k] - 1 == j:
-                    snap[k, 0:4, :nb] = acc[0:4, :nb]
+                    for r in range(4):
+                        for i in range(nb):
+                            snap[k, r, i] = acc[r, i]
                 if wins[k] == j:
-                    snap[k, 4, :nb] = acc[4, :nb]
+                    for i in range(nb):
+                        snap[k, 4, i] = acc[4, i]
         for k in range(nw):
             n = wins[k]
             fn = float(n)
@@ -208,8 +213,11 @@ def _moment_pass(xp: np.ndarray, pad: int, wins: np.ndarray, out: np.ndarray, bl
                 o_ac[i] = cov / np.sqrt(c2[r + 1] * c2[r]) if live else np.nan
             for t in range(t0, min(t0 + nb, n)):  # warm-up rows
                 if t < n - 1:
-                    for c in (_MEAN, _STD, _SKEW, _KURT, _ZSCORE):
-                        out[c0 + c, t] = np.nan
+                    out[c0 + _MEAN, t] = np.nan
+                    out[c0 + _STD, t] = np.nan
+                    out[c0 + _SKEW, t] = np.nan
+                    out[c0 + _KURT, t] = np.nan
+                    out[c0 + _ZSCORE, t] = np.nan
                 out[c0 + _AUTOCORR, t] = np.nan
 
 
