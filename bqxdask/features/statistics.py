@@ -58,8 +58,8 @@ from ..config import StatisticsParams
 from . import registry
 
 STATS = ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")
-#: rows per block of the moment sweep: its 12 block-long sums stay in the L1/L2 cache
-BLOCK_ROWS = 512
+#: rows per block of the moment sweep: its 10 block-long sums stay in the L1 cache
+BLOCK_ROWS = 256
 #: quantiles read from the sorted window, in the order of their columns (median, q25, q75)
 QUANTILES = (0.5, 0.25, 0.75)
 # positions in STATS, used by the kernels
@@ -91,9 +91,14 @@ def _order_pass(x: np.ndarray, n: int, jq: np.ndarray, gq: np.ndarray, out: np.n
         if t < n - 1:
             for c in range(_MIN, _IQR + 1):
                 out[c0 + c, t] = np.nan
-    b = a.copy()
+    bufs = np.empty((2, width + 2))  # the sorted window at t−1 and at t, in turns
+    bufs[0, :] = a
+    bufs[1, :] = a
+    cur = 0
     for t in range(n - 1, m):
         if t >= n:
+            a = bufs[cur]
+            b = bufs[1 - cur]
             # old leaves, new enters; the values between their ranks move one place towards
             # old's. Written as a select per place (no search, no data-dependent loop), so it
             # runs in vector lanes; a[] keeps ±inf at both ends and each copy of old counts once.
@@ -108,8 +113,8 @@ def _order_pass(x: np.ndarray, n: int, jq: np.ndarray, gq: np.ndarray, out: np.n
                     v = a[i]
                     u = a[i - 1]
                     b[i] = v if v < new or u >= old else min(v, max(u, new))
-            for i in range(1, width + 1):
-                a[i] = b[i]
+            cur = 1 - cur
+            a = b
         out[c0 + _MIN, t] = a[1]
         out[c0 + _MAX, t] = a[n]
         for q in range(3):
@@ -142,24 +147,59 @@ def _moment_pass(xp: np.ndarray, pad: int, wins: np.ndarray, out: np.ndarray, bl
         for r in range(5):
             for i in range(nb):
                 acc[r, i] = 0.0
-        for j in range(1, pad + 1):  # lag 0 adds d = 0
-            xs = xp[base - j : base - j + nb]
-            xq = xp[base - j + 1 : base - j + 1 + nb]
-            for i in range(nb):
-                d = xs[i] - xt[i]
-                d2 = d * d
-                acc[0, i] += d
-                acc[1, i] += d2
-                acc[2, i] += d2 * d
-                acc[3, i] += d2 * d2
-                # (x[t−j+1] − x[t])·(x[t−j] − x[t−1]): each factor measured inside its own window
-                acc[4, i] += (xq[i] - xt[i]) * (xs[i] - xt1[i])
+        j = 1  # the next lag to add (lag 0 adds d = 0)
+        while j <= pad:
+            stop = pad  # the next lag after which a window takes its sums
             for k in range(nw):
-                if wins[k] - 1 == j:
+                if wins[k] - 1 >= j:
+                    stop = min(stop, wins[k] - 1)
+                if wins[k] >= j:
+                    stop = min(stop, wins[k])
+            while j + 3 <= stop:
+                # four lags per pass: the sums are read and written once, added to in the same
+                # order as one lag at a time
+                x0 = xp[base - j + 1 : base - j + 1 + nb]
+                x1 = xp[base - j : base - j + nb]
+                x2 = xp[base - j - 1 : base - j - 1 + nb]
+                x3 = xp[base - j - 2 : base - j - 2 + nb]
+                x4 = xp[base - j - 3 : base - j - 3 + nb]
+                for i in range(nb):
+                    t = xt[i]
+                    t1 = xt1[i]
+                    d1 = x1[i] - t
+                    d2 = x2[i] - t
+                    d3 = x3[i] - t
+                    d4 = x4[i] - t
+                    q1 = d1 * d1
+                    q2 = d2 * d2
+                    q3 = d3 * d3
+                    q4 = d4 * d4
+                    acc[0, i] = acc[0, i] + d1 + d2 + d3 + d4
+                    acc[1, i] = acc[1, i] + q1 + q2 + q3 + q4
+                    acc[2, i] = acc[2, i] + q1 * d1 + q2 * d2 + q3 * d3 + q4 * d4
+                    acc[3, i] = acc[3, i] + q1 * q1 + q2 * q2 + q3 * q3 + q4 * q4
+                    acc[4, i] = (acc[4, i] + (x0[i] - t) * (x1[i] - t1) + d1 * (x2[i] - t1)
+                                 + d2 * (x3[i] - t1) + d3 * (x4[i] - t1))
+                j += 4
+            while j <= stop:
+                xs = xp[base - j : base - j + nb]
+                xq = xp[base - j + 1 : base - j + 1 + nb]
+                for i in range(nb):
+                    d = xs[i] - xt[i]
+                    d2 = d * d
+                    acc[0, i] += d
+                    acc[1, i] += d2
+                    acc[2, i] += d2 * d
+                    acc[3, i] += d2 * d2
+                    # (x[t−j+1] − x[t])·(x[t−j] − x[t−1]): each factor measured inside its own window
+                    acc[4, i] += (xq[i] - xt[i]) * (xs[i] - xt1[i])
+                j += 1
+            for k in range(nw):
+                if wins[k] - 1 == stop:
                     for r in range(4):
                         for i in range(nb):
                             snap[k, r, i] = acc[r, i]
-                if wins[k] == j:
+                if wins[k] == stop:
                     for i in range(nb):
                         snap[k, 4, i] = acc[4, i]
         for k in range(nw):
