@@ -36,9 +36,11 @@ rows, so it is bit-for-bit the same however the series is partitioned:
   Σd and N·m2 are that row's. Only the cross sum Σ (a − x[t])·(b − x[t−1]) is new: each
   factor is measured from its own window, so a jump at t cancels nothing.
 
-The kernels are compiled by numba on first use and cached on disk (``cache=True``), so a
-process pays the compilation once per machine and then ~0.1 s to load it; they release the
-GIL, so Dask threads run them in parallel.
+The kernels are compiled by numba on first use and cached on disk (``cache=True``; in the
+package's ``__pycache__``, else numba's user-wide cache): a process pays the compilation
+(~3–7 s on a shared 2-core machine) once per machine and source version, and afterwards
+``import numba`` plus loading the cache (~1.5 s, mostly numba's own start-up) once per
+process. They release the GIL, so Dask threads run them in parallel.
 
 Warm-up: rows t < N−1 are NaN (t < N for ``autocorr1``); lookback is max(N) rows.
 
@@ -91,14 +93,9 @@ def _order_pass(x: np.ndarray, n: int, jq: np.ndarray, gq: np.ndarray, out: np.n
         if t < n - 1:
             for c in range(_MIN, _IQR + 1):
                 out[c0 + c, t] = np.nan
-    bufs = np.empty((2, width + 2))  # the sorted window at t−1 and at t, in turns
-    bufs[0, :] = a
-    bufs[1, :] = a
-    cur = 0
+    b = a.copy()
     for t in range(n - 1, m):
         if t >= n:
-            a = bufs[cur]
-            b = bufs[1 - cur]
             # old leaves, new enters; the values between their ranks move one place towards
             # old's. Written as a select per place (no search, no data-dependent loop), so it
             # runs in vector lanes; a[] keeps ±inf at both ends and each copy of old counts once.
@@ -113,8 +110,8 @@ def _order_pass(x: np.ndarray, n: int, jq: np.ndarray, gq: np.ndarray, out: np.n
                     v = a[i]
                     u = a[i - 1]
                     b[i] = v if v < new or u >= old else min(v, max(u, new))
-            cur = 1 - cur
-            a = b
+            for i in range(1, width + 1):  # (two buffers in turns: 3x the compile time)
+                a[i] = b[i]
         out[c0 + _MIN, t] = a[1]
         out[c0 + _MAX, t] = a[n]
         for q in range(3):
