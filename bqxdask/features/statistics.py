@@ -52,12 +52,15 @@ https://numpy.org/doc/stable/reference/generated/numpy.quantile.html .
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..config import StatisticsParams
 from . import registry
+
+log = logging.getLogger(__name__)
 
 STATS = ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")
 #: rows per block of the moment sweep: its 10 block-long sums stay in the L1 cache
@@ -264,8 +267,13 @@ def kernels() -> tuple[Callable, Callable]:
     import numba
 
     # numpy's error model: IEEE division (no zero checks), which lets the loops vectorise
-    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-    return jit(_order_pass), jit(_moment_pass)
+    try:
+        jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+        return jit(_order_pass), jit(_moment_pass)
+    except RuntimeError as exc:  # no writable cache directory: compile in every process
+        log.warning("statistics kernels not cached (%s); fix: set NUMBA_CACHE_DIR to a writable directory", exc)
+        jit = numba.njit(cache=False, nogil=True, error_model="numpy")
+        return jit(_order_pass), jit(_moment_pass)
 
 
 def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray]:
