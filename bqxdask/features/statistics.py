@@ -292,19 +292,21 @@ def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray
         ``{stat}_{N}`` → array of ``len(x)`` (rows of one 2-D array), NaN during the warm-up
         and where undefined.
     """
-    x = np.ascontiguousarray(x, dtype="float64")
+    x = np.asarray(x, dtype="float64")
     order_pass, moment_pass = kernels()
     m = len(x)
+    pad = max(windows)
+    # a fresh, writable, contiguous copy: one compiled version whatever the caller passes
+    # (a read-only view from pandas would be another type for numba, another compilation)
+    xp = np.empty(pad + m)
+    xp[:pad] = x[0] if m else 0.0
+    xp[pad:] = x
     out = np.empty((len(STATS) * len(windows), m))
     for k, n in enumerate(windows):
         pos = [(n - 1) * q for q in QUANTILES]  # as numpy's 'linear' method: floor and fraction
         jq = np.array([int(np.floor(h)) for h in pos], dtype=np.int64)
         gq = np.array([h - np.floor(h) for h in pos], dtype=np.float64)
-        order_pass(x, int(n), jq, gq, out, len(STATS) * k)
-    pad = max(windows)
-    xp = np.empty(pad + m)
-    xp[:pad] = x[0] if m else 0.0
-    xp[pad:] = x
+        order_pass(xp[pad:], int(n), jq, gq, out, len(STATS) * k)
     moment_pass(xp, int(pad), np.asarray(windows, dtype=np.int64), out, BLOCK_ROWS)
     return dict(zip(columns(windows), out, strict=True))
 
