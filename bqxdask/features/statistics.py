@@ -63,7 +63,7 @@ from . import registry
 log = logging.getLogger(__name__)
 
 STATS = ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")
-#: rows per block of the moment sweep: its 10 block-long sums stay in the L1 cache
+#: rows per block of the moment sweep: its five running sums (10 KiB) stay in the L1 cache
 BLOCK_ROWS = 256
 #: quantiles read from the sorted window, in the order of their columns (median, q25, q75)
 QUANTILES = (0.5, 0.25, 0.75)
