@@ -9,7 +9,7 @@ exactly where the reference is). References:
   EURUSD, so it is a valid outside reference today but the exact one is what we rely on.
 - statistics: numpy/scipy over sliding windows (``np.quantile``, ``scipy.stats.skew``/
   ``kurtosis``/``zscore`` along axis 1), i.e. a different formulation from the kernel's
-  shifted two-pass moments and sorted blocks.
+  power sums about x[t] and sorted windows updated row by row.
 - technical: TA-Lib called here directly on the whole series, parameters typed from §4.5.
 """
 
@@ -111,10 +111,10 @@ def ref_bollinger_exact(x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def ref_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
+def ref_statistics(x: np.ndarray, windows: tuple[int, ...] = WINDOWS) -> dict[str, np.ndarray]:
     m = len(x)
     out = {}
-    for n in WINDOWS:
+    for n in windows:
         if m < n:
             for s in ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1"):
                 out[f"{s}_{n}"] = np.full(m, np.nan)
@@ -138,7 +138,7 @@ def ref_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
         for s, values in col.items():
             out[f"{s}_{n}"] = padded(values, m)
         out[f"autocorr1_{n}"] = ref_autocorr(x, n)
-    return {f"{s}_{n}": out[f"{s}_{n}"] for n in WINDOWS for s in (
+    return {f"{s}_{n}": out[f"{s}_{n}"] for n in windows for s in (
         "mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")}
 
 
@@ -277,6 +277,36 @@ def test_statistics_equal_scipy(dataset, series):
     idx, bqx = inputs(got["bqx"])
     x = idx if series == "rate" else bqx
     assert_frame_close(f"statistics_{series}", got[f"statistics_{series}"], lift(ref_statistics(x), len(idx)))
+
+
+@pytest.mark.parametrize("series", ["rate", "bqx"])
+def test_statistics_any_windows_equal_scipy(series):
+    """Windows that are not the defaults (the smallest allowed, odd, unsorted, longer than 120)."""
+    windows = (33, 4, 250, 7)
+    got = compute_features(eurusd(1), ["bqx", f"statistics_{series}"], {"statistics": {"windows": list(windows)}})
+    idx, bqx = inputs(got["bqx"])
+    x = idx if series == "rate" else bqx
+    assert_frame_close(f"statistics_{series}", got[f"statistics_{series}"], lift(ref_statistics(x, windows), len(idx)))
+
+
+def test_statistics_quiet_window_then_a_jump():
+    """Windows that hardly move, then a 2% jump: the hard case for moments taken from sums
+    (the spread is one tick, 1e-5 of the price, against a level of 1 and a jump of 2e-2)."""
+    bars = eurusd(1).iloc[:3000].copy()
+    rng = np.random.default_rng(3)
+    level = float(bars["close"].iloc[999])
+    quiet = level + 1e-5 * rng.integers(0, 2, 400)  # one tick (0.1 pip) of noise
+    ohlc = ["open", "high", "low", "close"]
+    for c in ohlc:
+        bars.loc[1000:1399, c] = quiet
+    bars.loc[1400:, ohlc] = bars.loc[1400:, ohlc].to_numpy() * 1.02
+    got = compute_features(bars, ["bqx", "statistics_rate", "statistics_bqx"])
+    idx, bqx = inputs(got["bqx"])
+    for series, x in (("rate", idx), ("bqx", bqx)):
+        assert_frame_close(f"statistics_{series}", got[f"statistics_{series}"], lift(ref_statistics(x), len(idx)))
+    # the jump row: each window is quiet but for its last value; every column is defined
+    row = got["statistics_rate"].iloc[1400]
+    assert np.isfinite(row.to_numpy()).all()
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
