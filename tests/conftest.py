@@ -14,6 +14,13 @@ from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
+# The developer's shell must not configure the tests: a BQX_CLUSTER__N_WORKERS, BQX_DATABASE_URL,
+# BQX_CONFIG or BQX_FAULT exported there would reach every in-process load_config and every
+# worker of the session's LocalCluster (which inherit this environment). BQX_FX_DATA only says
+# where the real bars are (tests/fxdata.py) and is no config key, so it stays.
+for _name in [n for n in os.environ if n.startswith("BQX_") and n != "BQX_FX_DATA"]:
+    del os.environ[_name]
+
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> EmbeddedPostgres:
