@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,23 @@ for _name in [n for n in os.environ if n.startswith("BQX_") and n != "BQX_FX_DAT
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> EmbeddedPostgres:
-    """A fresh embedded PostgreSQL for the session (initdb takes about a second)."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
-    server.start()
-    yield server
-    server.destroy()
+def pg_server() -> EmbeddedPostgres:
+    """A fresh embedded PostgreSQL for the session (initdb takes about a second).
+
+    Its data directory is a folder of its own under the system temp dir, not under pytest's
+    basetemp: run as root, the server runs as an unprivileged user that needs o+x on every
+    ancestor, and any other pytest session of the same user starting meanwhile resets
+    /tmp/pytest-of-<user> to 0700, after which pg_ctl stop/start (the restart test, the
+    teardown) fails with "Permission denied" — a failure that depended on what else ran.
+    """
+    root = Path(tempfile.mkdtemp(prefix="bqx-test-pg-"))
+    server = EmbeddedPostgres(root / "pgdata")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
