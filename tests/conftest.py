@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,14 +16,32 @@ from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
+# The developer's shell must not configure the tests: a BQX_CLUSTER__N_WORKERS, BQX_DATABASE_URL,
+# BQX_CONFIG or BQX_FAULT exported there would reach every in-process load_config and every
+# worker of the session's LocalCluster (which inherit this environment). BQX_FX_DATA only says
+# where the real bars are (tests/fxdata.py) and is no config key, so it stays.
+for _name in [n for n in os.environ if n.startswith("BQX_") and n != "BQX_FX_DATA"]:
+    del os.environ[_name]
+
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> EmbeddedPostgres:
-    """A fresh embedded PostgreSQL for the session (initdb takes about a second)."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata")
-    server.start()
-    yield server
-    server.destroy()
+def pg_server() -> EmbeddedPostgres:
+    """A fresh embedded PostgreSQL for the session (initdb takes about a second).
+
+    Its data directory is a folder of its own under the system temp dir, not under pytest's
+    basetemp: run as root, the server runs as an unprivileged user that needs o+x on every
+    ancestor, and any other pytest session of the same user starting meanwhile resets
+    /tmp/pytest-of-<user> to 0700, after which pg_ctl stop/start (the restart test, the
+    teardown) fails with "Permission denied" — a failure that depended on what else ran.
+    """
+    root = Path(tempfile.mkdtemp(prefix="bqx-test-pg-"))
+    server = EmbeddedPostgres(root / "pgdata")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,17 @@ def histdata_files() -> list[Path]:
     return sorted((data_dir() / "histdata").glob("DAT_ASCII_EURUSD_M1_*.csv"))
 
 
-@functools.cache
 def eurusd(months: int = 6) -> pd.DataFrame:
-    """EURUSD 2017-01.. (HistData, fixed UTC-05:00 converted to UTC), first ``months`` files."""
+    """EURUSD 2017-01.. (HistData, fixed UTC-05:00 converted to UTC), first ``months`` files.
+
+    A fresh copy on every call: the parsed files are cached, but a test that edits its bars
+    in place must not change what the tests after it read (no dependence on test order).
+    """
+    return _eurusd(months).copy()
+
+
+@functools.cache
+def _eurusd(months: int) -> pd.DataFrame:
     frames = []
     for path in histdata_files()[:months]:
         raw = pd.read_csv(path, sep=";", header=None, names=["t", "open", "high", "low", "close", "volume"])
@@ -44,9 +52,13 @@ def eurusd(months: int = 6) -> pd.DataFrame:
     return out.drop_duplicates("time").reset_index(drop=True)
 
 
-@functools.cache
 def fxcm_mid(pair: str) -> pd.DataFrame:
-    """FXCM GBPUSD 2012-02 or USDJPY 2013-02, mid of bid and ask."""
+    """FXCM GBPUSD 2012-02 or USDJPY 2013-02, mid of bid and ask (a fresh copy, as :func:`eurusd`)."""
+    return _fxcm_mid(pair).copy()
+
+
+@functools.cache
+def _fxcm_mid(pair: str) -> pd.DataFrame:
     folder = data_dir() / "fxcm"
     (bid_path,) = folder.glob(f"fxcm-{pair}-m1-bid-*.csv")
     (ask_path,) = folder.glob(f"fxcm-{pair}-m1-ask-*.csv")

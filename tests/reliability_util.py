@@ -50,7 +50,8 @@ def run_cli(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float =
                           text=True, timeout=timeout)
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen, url: str) -> None:
+    """SIGKILL the whole group, then wait until the server has rolled back what it left open."""
     with _suppress():
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
@@ -58,7 +59,20 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.stdout.close()
     if proc.stderr:
         proc.stderr.close()
-    time.sleep(0.5)  # let the server notice the dropped connections and roll back
+    # not a fixed sleep: poll until no bqxdask session is mid-transaction any more
+    wait_for(lambda: not busy_sessions(url), timeout=120, what="the killed run's sessions to end")
+
+
+def busy_sessions(url: str) -> list[tuple]:
+    """bqxdask's server sessions (but this one) that are not idle: in a transaction or a statement.
+
+    Idle pooled connections of other processes (the session's LocalCluster) do not count.
+    """
+    with connection(url, application_name="bqxdask-tests") as conn, conn.cursor() as cur:
+        cur.execute("SELECT pid, application_name, state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND application_name LIKE 'bqxdask%' AND application_name <> 'bqxdask-tests' "
+                    "AND state IS DISTINCT FROM 'idle'")
+        return cur.fetchall()
 
 
 class _suppress:

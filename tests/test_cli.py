@@ -63,6 +63,7 @@ def test_env_override_with_bad_value_exits_2(tmp_path):
 def test_missing_source_table_exits_2_before_any_work(tmp_path, pg_url):
     load_bars(pg_url, "src_cli", "eurusd", eurusd(1).iloc[:500])
     cfg = write_config(tmp_path, '[database]\nsource_schema = "src_cli"\noutput_schema = "out_cli"\n'
+                                 '[cluster]\ndashboard_address = ":0"\n'  # never the fixed :8787 in a test
                                  '[run]\npairs = ["eurusd", "gbpjpy"]\nstart = "2017-01"\nend = "2017-01"\n')
     proc = bqx("features", "--config", str(cfg), cwd=tmp_path, env={"BQX_DATABASE_URL": pg_url})
     assert_one_line_error(proc, 2, "source table src_cli.m1_gbpjpy does not exist")

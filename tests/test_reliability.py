@@ -81,7 +81,7 @@ def test_kill9_of_the_process_group_then_rerun_equals_uninterrupted(source, refe
         wait_for(lambda: _checkpoints(source, schema) >= 4, timeout=240, what="4 finished units", proc=proc)
     else:
         wait_for(marker.exists, timeout=240, what=f"the pause at {moment}", proc=proc)
-    kill_group(proc)
+    kill_group(proc, source)
     if moment == "parquet-before-rename":
         assert temporary_files(tmp_path / "parquet"), "the kill should have left a temporary file"
     # a plain rerun finishes the job
@@ -118,13 +118,18 @@ def test_a_killed_worker_is_replaced_and_the_run_completes(source, reference, tm
 def test_database_restart_mid_run_is_survived(source, reference, tmp_path, pg_server):
     cfg, env = _setup(tmp_path, source, "rel_db_restart")
     marker = tmp_path / "paused-in-transaction"
-    env["BQX_FAULT"] = f"sql-before-commit:{marker}:3"
+    # the writer holds its transaction open for 30 s: a restart on a loaded 2-core machine must
+    # fall inside that window (3 s can be over before pg_ctl stop begins), or the test no longer
+    # restarts the server under an open transaction
+    env["BQX_FAULT"] = f"sql-before-commit:{marker}:30"
     proc = start_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=env)
     wait_for(marker.exists, timeout=240, what="a write transaction in flight", proc=proc)
-    before = pg_server.status().pid
+    before, port = pg_server.status().pid, pg_server.port
     pg_server.stop()
     pg_server.start()
     assert pg_server.status().pid != before  # the server really went away under the open transaction
+    # the session's pg_url names this port: if it moved, every later test would fail, not this one
+    assert pg_server.port == port, f"the restarted server moved from port {port} to {pg_server.port}"
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

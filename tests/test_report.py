@@ -44,12 +44,11 @@ REG_WINDOWS = [30, 60]
 # -- features for one pair-month --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def features(pg_url, tmp_path_factory, dask_client):
-    """bqx, bollinger_rate, technical_rate (and reg_rate when this build has it) for EURUSD 2017-02."""
+    """bqx, bollinger_rate, technical_rate and reg_rate for EURUSD 2017-02."""
     load_bars(pg_url, SRC, PAIR, eurusd(2))
     tmp = tmp_path_factory.mktemp("report")
-    families = ["bqx", "bollinger_rate", "technical_rate"]
-    if "reg_rate" in registry.all_families():
-        families.append("reg_rate")
+    # reg_rate always: SPEC §4.6 requires it, and a test that adapts to its absence cannot fail
+    families = ["bqx", "bollinger_rate", "technical_rate", "reg_rate"]
     cfg = make_config(pg_url, tmp, source_schema=SRC, output_schema=unique_schema("rep"), pairs=[PAIR],
                       start=MONTH, end=MONTH, families=families,
                       extra={"families": {"reg": {"windows": REG_WINDOWS}}})
@@ -159,7 +158,7 @@ def headless_chromium(binary: str, profile: Path):
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # generous: only a browser that never starts waits this long
         while not (port_file.is_file() and port_file.read_text().strip()):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"chromium did not start: {(profile.parent / 'chromium.log').read_text()[-2000:]}")
@@ -178,10 +177,10 @@ def headless_chromium(binary: str, profile: Path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def _render(port: int, url: str, want_painted: int, timeout: float = 60.0) -> tuple[dict, list[str]]:
+async def _render(port: int, url: str, want_painted: int, timeout: float = 180.0) -> tuple[dict, list[str]]:
     from tornado.websocket import websocket_connect
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=60) as resp:
         targets = json.load(resp)
     page = next(t for t in targets if t.get("type") == "page")
     ws = await websocket_connect(page["webSocketDebuggerUrl"], max_message_size=64 * 2**20)
@@ -231,10 +230,8 @@ def test_report_renders_in_headless_chromium(features, tmp_path, chromium):
     assert state["painted"] >= 4, state  # index, RSI, MACD and BQX panels were drawn
     assert "EURUSD — 2017-02" in state["text"]
     assert "run " in state["text"]
-    has_reg = "reg_rate" in registry.all_families()
-    assert ("No reg_rate output" in state["text"]) is not has_reg
-    if has_reg:
-        assert "regression fit w60" in page
+    assert "No reg_rate output" not in state["text"]
+    assert "regression fit w60" in page
 
 
 def test_report_without_reg_outputs_says_so(features, tmp_path):
@@ -294,7 +291,8 @@ def test_thinning_and_gaps():
     data = pd.DataFrame({"a": np.arange(50_000.0)}, index=idx)
     thin, k = report.thin(data, 20_000)
     assert k == 3 and len(thin) <= 20_001 and thin.index[-1] == idx[-1] and thin.index[0] == idx[0]
-    assert report.thin(data, 60_000) == (data, 1) or report.thin(data, 60_000)[1] == 1
+    same, k = report.thin(data, 60_000)  # under the limit: every row, unthinned
+    assert k == 1 and same.equals(data)
     weekend = data.iloc[[0, 1, 2]].copy()
     weekend.index = pd.DatetimeIndex(["2024-07-05 20:58", "2024-07-05 20:59", "2024-07-07 21:00"], tz="UTC")
     broken = report.break_gaps(weekend)
@@ -326,7 +324,7 @@ class _Recorder(io.TextIOBase):
         if text.startswith("Dask dashboard: ") and self.dashboard is None:
             self.dashboard = text.split()[2]
             self.seen.set()
-            self.resume.wait(120)
+            self.resume.wait(600)  # the test always sets it (finally); 600 s only bounds a hang
         return len(text)
 
 
@@ -352,7 +350,7 @@ def test_dashboard_answers_while_a_run_is_live(pg_url, tmp_path, features):
         assert "error" not in outcome, outcome.get("error")
         url = stream.dashboard
         assert url and url.startswith("http://") and url.endswith("/status"), stream.lines
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(url, timeout=120) as resp:  # a loaded 2-core machine renders slowly
             assert resp.status == 200
             assert "Dask" in resp.read().decode("utf-8", "replace")
     finally:

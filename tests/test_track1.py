@@ -231,7 +231,9 @@ def spec_columns() -> dict[str, list[str]]:
 def test_registered_columns_are_the_spec_names():
     expected = spec_columns()
     registered = registry.all_families()
-    assert set(TRACK1) <= set(registered)
+    # every SPEC §4 family is registered (not just "whatever is registered has SPEC names"),
+    # so the tests that branch on a family being present cannot silently pass without it
+    assert list(registered) == list(expected)
     for name, family in registered.items():
         assert name in expected, f"family {name} is not in SPEC §4"
         assert family.column_names(CFG) == expected[name], name
@@ -395,8 +397,11 @@ def all_real_bars():
 def test_technical_warmup_meets_tolerance_on_all_real_data(all_real_bars):
     """The configured warm-up (and the MIN_WARMUP floor) meet §4.9 on every real series;
     a warm-up of 200 rows does not, so this test would catch one that is too short."""
-    assert technical_warmup_ratio(CFG.technical.warmup, all_real_bars, step=997) <= 0.1
-    assert technical_warmup_ratio(technical_mod.MIN_WARMUP, all_real_bars, step=997) <= 0.1
+    # ratio = |Δ| / (SPEC §4.9 technical tolerance): the bound is the tolerance itself (≤ 1),
+    # not a fraction of it; a margin below §4.9 would fail builds that meet the SPEC (issue 13)
+    assert technical_warmup_ratio(CFG.technical.warmup, all_real_bars, step=997) <= 1.0
+    assert technical_warmup_ratio(technical_mod.MIN_WARMUP, all_real_bars, step=997) <= 1.0
+    # "a warm-up that is too short shows up far above this" (§4.9): 200 rows is > 10× off
     assert technical_warmup_ratio(200, all_real_bars[1:], step=997) > 10
 
 
