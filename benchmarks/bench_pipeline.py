@@ -468,7 +468,7 @@ def unit_specs(cfg) -> dict[str, list]:
 
     url = database_url(cfg)
     rurl = read_url(cfg, url)
-    plan, sources = _plan(cfg, url, rurl, tuple(cfg.families.enabled), "bench", True, dry_run=True)
+    plan, sources, _ = _plan(cfg, url, rurl, tuple(cfg.families.enabled), "bench", True, dry_run=True)
     out: dict[str, list] = defaultdict(list)
     for u in plan.units:
         out[u.pair].append(_spec(cfg, url, rurl, plan, sources[u.pair], u))

@@ -17,6 +17,13 @@ SRC = "src_scale"
 FAMILIES = ["bqx", "technical_rate", "reg_rate"]
 
 
+def _scheduler_address(path) -> str | None:
+    try:
+        return json.loads(path.read_text())["address"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
 @pytest.fixture
 def dask_cluster_processes(tmp_path):
     """A scheduler and two workers as separate OS processes, like any existing deployment."""
@@ -25,8 +32,9 @@ def dask_cluster_processes(tmp_path):
     procs = [subprocess.Popen([DASK, "scheduler", "--scheduler-file", str(sched_file), "--port", "0",
                                "--dashboard-address", ":0", "--no-show"], stdout=sched_log, stderr=subprocess.STDOUT)]
     try:
-        wait_for(sched_file.exists, timeout=60, what="the scheduler file")
-        address = json.loads(sched_file.read_text())["address"]
+        # the scheduler creates the file before it writes it: wait for a whole JSON document
+        wait_for(lambda: _scheduler_address(sched_file) is not None, timeout=120, what="the scheduler file")
+        address = _scheduler_address(sched_file)
         for i in range(2):
             procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--memory-limit", "2GiB",
                                            "--name", f"ext-{i}", "--no-dashboard"],
@@ -34,7 +42,7 @@ def dask_cluster_processes(tmp_path):
         from distributed import Client
 
         with Client(address, timeout="30s") as c:
-            c.wait_for_workers(2, timeout=60)
+            c.wait_for_workers(2, timeout=180)
         yield address, tmp_path / "scheduler.log"
     finally:
         for p in reversed(procs):
