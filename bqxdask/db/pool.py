@@ -28,7 +28,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 #: idle connections per (URL, application_name): a worker of an external cluster serves many runs
 _idle: dict[tuple[str, str | None], list[psycopg2.extensions.connection]] = {}
-_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, ConnectionFailed)
 #: a statement we cancelled ourselves (lock wait limit) is an answer, not a lost connection
@@ -36,10 +36,14 @@ NOT_TRANSIENT = (psycopg2.errors.QueryCanceled,)
 
 
 def _slot(url: str, limit: int) -> threading.BoundedSemaphore:
+    """The cap for ``url``; a run with another ``max_connections_per_worker`` gets a new one
+    (a long-lived worker of an external cluster serves many runs; borrowers of the old cap
+    release into the semaphore they took)."""
     with _lock:
-        if url not in _slots:
-            _slots[url] = threading.BoundedSemaphore(limit)
-        return _slots[url]
+        held = _slots.get(url)
+        if held is None or held[0] != limit:
+            _slots[url] = (limit, threading.BoundedSemaphore(limit))
+        return _slots[url][1]
 
 
 @contextlib.contextmanager
