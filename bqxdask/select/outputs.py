@@ -207,7 +207,7 @@ def _write_dataset(fh, res: PairResult, metrics: Mapping[str, Any]) -> None:
                    row_group_size=65_536)
 
 
-def print_summary(out: TextIO, res: PairResult, folder: str, *, seconds: float) -> None:
+def print_summary(out: TextIO, res: PairResult, folder: str, *, seconds: float, phases: str = "") -> None:
     """R² per target (folds, test, zero), fold stability, verdicts, the top 5 of each target."""
     lines = [f"{res.ds.pair}: {len(res.ds.row):,} rows, {len(res.model_features)} model features in "
              f"{res.clusters} clusters, {len(res.layout.folds)} folds + test (gap {res.layout.gap} rows)",
@@ -221,6 +221,7 @@ def print_summary(out: TextIO, res: PairResult, folder: str, *, seconds: float) 
         top = t.ranking.drop_duplicates("cluster").head(5)
         cells = [f"{r.feature}{'*' if r.significant else ''} {r.importance:+.2g}" for r in top.itertuples()]
         lines.append(f"  top {t.target.name}: " + ", ".join(cells))
-    lines.append(f"  (* significant at alpha; outputs: {folder}/ ({', '.join(FILES)}) in {seconds:.0f} s)")
+    lines.append(f"  (* significant at alpha; outputs: {folder}/ ({', '.join(FILES)}) in {seconds:.0f} s"
+                 + (f": {phases})" if phases else ")"))
     out.write("\n".join(lines) + "\n")
     out.flush()

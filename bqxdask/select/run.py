@@ -109,7 +109,9 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     params = cfg.families.select
     t0 = time.perf_counter()
     targets = targets_for(horizons, params.control)
+    clock = _Clock()
     joined = read_joined(cfg, pair, families, client)
+    clock.lap("read")
     ds = build_dataset(joined, pair=pair, lags=params.lags, targets=targets, folds=params.folds, families=families)
     del joined
     for name, count in ds.infinite_values.items():
@@ -119,10 +121,12 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     leakage = check_leakage(ds.X[check], ds.features, [(t, ds.Y[check, k]) for k, t in enumerate(ds.targets)],
                             ds.level, ds.row[check], copy_r2=params.leakage_r2, future_r2=params.leakage_future_r2,
                             pair=pair)
+    clock.lap("build + leakage check")
     kinds = ds.kinds
     model = np.array([j for j, k in enumerate(kinds) if not (params.drop_levels and k == "level")])
     sample = sample_rows(np.arange(*layout.test.train), CLUSTER_ROWS, params.seed, 2)
     clusters = spearman_clusters(ds.X[np.ix_(sample, model)], params.cluster_threshold)
+    clock.lap("clusters")
     used, plans = plan_rows(layout, cfg)
     X = np.asarray(ds.X[np.ix_(used, model)], dtype=np.float32, order="F")
     Y = ds.Y[used]
@@ -140,6 +144,7 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
             futures.append(client.submit(run_fold, x_fut, y_fut, task, c_fut, fp, pure=False,
                                          key=f"select-{pair}-{tgt.name}-fold{number}-{token}"))
     results = _gather(client, futures, progress_stream, pair)
+    clock.lap(f"{len(futures)} tasks")
     for f in (x_fut, y_fut, c_fut):
         f.release()
     by_target: dict[int, dict[int, FoldResult]] = {}
@@ -151,8 +156,25 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     result = PairResult(ds=ds, layout=layout, targets=ranked, leakage=leakage, skipped=list(skipped),
                         clusters=int(clusters.max()) + 1, model_features=model_names, rows_sent=len(used))
     folder = write_outputs(cfg, result)
-    print_summary(out, result, folder, seconds=time.perf_counter() - t0)
+    clock.lap("write")
+    print_summary(out, result, folder, seconds=time.perf_counter() - t0, phases=clock.text())
     return result
+
+
+class _Clock:
+    """Seconds per phase, for the console summary (never written to a file: outputs hold no clock)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def text(self) -> str:
+        return ", ".join(f"{name} {sec:.0f} s" for name, sec in self.laps)
 
 
 def _gather(client: Any, futures: list, stream: TextIO, pair: str) -> list[FoldResult]:
