@@ -237,13 +237,23 @@ def test_lags_stay_within_their_pair(features_cfg, dask_client, tmp_path):
         np.testing.assert_array_equal(lagged, expected)
 
 
-def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_path):
-    """Two runs on the same Parquet and seed write byte-identical ranking.csv and metrics.json."""
+#: families with price levels and scale-free columns, for the tests that need not fit all nine
+SOME = ("bqx", "bollinger_rate", "technical_rate", "reg_rate")
+
+
+def _february(features_cfg, tmp_path, **families):
+    """A Parquet folder with February of SOME families; (its root, a config selecting on it)."""
     root = tmp_path / "parquet"
-    for fam in registry.all_families():
+    for fam in SOME:
         src = Path(features_cfg.output.parquet_dir) / fam / "pair=eurusd" / "year=2017" / "month=02"
         shutil.copytree(src, root / fam / "pair=eurusd" / "year=2017" / "month=02")
-    cfg = with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"}, output={"parquet_dir": str(root)})
+    return root, with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"},
+                                output={"parquet_dir": str(root)}, families={"enabled": list(SOME), **families})
+
+
+def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_path):
+    """Two runs on the same Parquet and seed write byte-identical ranking.csv, metrics.json and dataset."""
+    root, cfg = _february(features_cfg, tmp_path)
     copies = []
     for _ in range(2):
         assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
@@ -252,6 +262,21 @@ def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_
                                                                         "dataset.parquet")})
     assert copies[0] == copies[1]
     assert json.loads(copies[0]["metrics.json"])["months"] == {"start": "2017-02", "end": "2017-02"}
+
+
+@pytest.mark.slow
+def test_same_ranking_on_an_external_scheduler(features_cfg, dask_client, tmp_path):
+    """--scheduler: another cluster (one worker) reached by address gives byte-identical outputs."""
+    from distributed import LocalCluster
+
+    root, cfg = _february(features_cfg, tmp_path)
+    folder = root / "selection" / "pair=eurusd"
+    assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
+    local = {name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json")}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as external:
+        remote = with_overrides(cfg, cluster={"scheduler_address": external.scheduler_address})
+        assert run_select(remote, horizons=[15], out=io.StringIO()) == 0
+    assert {name: (folder / name).read_bytes() for name in local} == local
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,6 +341,7 @@ def test_cli_reports_leak_as_one_line(features_cfg, tmp_path, capsys, monkeypatc
     config = tmp_path / "select.toml"
     config.write_text(
         f'[run]\npairs = ["eurusd"]\nstart = "{MONTHS[0]}"\nend = "{MONTHS[1]}"\nruns_dir = "{tmp_path / "runs"}"\n'
+        f'[cluster]\nn_workers = 1\ndashboard_address = ":0"\n'
         f'[output]\nparquet_dir = "{root}"\n[families]\nenabled = ["bqx"]\n'
     )
     monkeypatch.chdir(tmp_path)
@@ -386,7 +412,7 @@ def test_missing_month_of_parquet_is_a_clear_error(features_cfg):
         run_select(cfg, out=io.StringIO())
 
 
-def test_families_with_different_bars_are_refused(features_cfg, tmp_path):
+def test_families_with_different_bars_are_refused(features_cfg, dask_client, tmp_path):
     """A family missing a bar that the others have (outputs of different source versions) is an error."""
     root = tmp_path / "parquet"
     for fam in ("bqx", "technical_bqx"):
@@ -399,14 +425,14 @@ def test_families_with_different_bars_are_refused(features_cfg, tmp_path):
     parquet.write_unit(str(root), "technical_bqx", "eurusd", "2017-02", tech.index.as_unit("us").asi8,
                        list(tech.columns), tech.to_numpy(), {})
     with pytest.raises(OutputError, match=r"family technical_bqx has no row for eurusd at 2017-02-.*--full-refresh"):
-        run_select(cfg, out=io.StringIO())
+        run_select(cfg, out=io.StringIO(), client=dask_client)
 
 
-def test_too_few_rows_and_bad_horizons(features_cfg):
+def test_too_few_rows_and_bad_horizons(features_cfg, dask_client):
     cfg = with_overrides(features_cfg, run={"start": "2017-01", "end": "2017-01"}, families={"enabled": ["bqx"]})
     need = required_rows(3, 20_000)
     with pytest.raises(SourceError, match=rf"3 walk-forward folds .* need at least {need:,}; fix: select more months"):
-        run_select(cfg, horizons=[15, 20_000], out=io.StringIO())
+        run_select(cfg, horizons=[15, 20_000], out=io.StringIO(), client=dask_client)
     for bad in ([0], [15, 15], []):
         with pytest.raises(ConfigError, match="--horizons"):
             run_select(cfg, horizons=bad, out=io.StringIO())
@@ -435,12 +461,7 @@ def test_names_round_trip():
 
 def test_drop_levels_leaves_price_levels_out(features_cfg, dask_client, tmp_path):
     """families.select.drop_levels: no level feature in the model or the ranking; the dataset keeps them."""
-    root = tmp_path / "parquet"
-    for fam in registry.all_families():
-        src = Path(features_cfg.output.parquet_dir) / fam / "pair=eurusd" / "year=2017" / "month=02"
-        shutil.copytree(src, root / fam / "pair=eurusd" / "year=2017" / "month=02")
-    cfg = with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"}, output={"parquet_dir": str(root)},
-                         families={"select.drop_levels": True, "select.control": False})
+    root, cfg = _february(features_cfg, tmp_path, **{"select.drop_levels": True, "select.control": False})
     assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
     folder = root / "selection" / "pair=eurusd"
     metrics = json.loads((folder / "metrics.json").read_text())
