@@ -160,7 +160,7 @@ class SelectParams:
     max_train_rows: int = 50_000
     #: rows each tree is grown on (RandomForestRegressor ``max_samples``), drawn from the
     #: fold's training rows. 0: every tree on all of them.
-    tree_rows: int = 5_000
+    tree_rows: int = 3_000
     n_estimators: int = 100
     max_depth: int = 10
     #: features tried per split: "sqrt", "log2" or a share such as "0.3" (README: cost in R²)
@@ -168,9 +168,9 @@ class SelectParams:
     #: threads of one forest inside a task; 1, since the cluster's workers are the parallelism
     n_jobs: int = 1
     seed: int = 42
-    permutation_repeats: int = 2
+    permutation_repeats: int = 1
     #: rows sampled from each fold's evaluation block for R² and importance
-    max_importance_rows: int = 4_000
+    max_importance_rows: int = 2_000
     #: a feature that alone explains a target with this R² is a copy of it (leak)
     leakage_r2: float = 0.98
     #: a feature that explains this much of the future index moves beyond the past leaks
@@ -535,7 +535,7 @@ def validate_families(fam: FamiliesConfig) -> None:
                           "fix: leave the default 5")
     if sel.tree_rows < 0:
         raise ConfigError("families.select.tree_rows must be >= 0 (0: every tree on all training rows); fix: the "
-                          "default is 5000")
+                          "default is 3000")
     if sel.n_jobs == 0 or sel.n_jobs < -1:
         raise ConfigError(f"families.select.n_jobs = {sel.n_jobs}; fix: a number of cores >= 1, or -1 for all")
     for key in ("leakage_r2", "leakage_future_r2", "cluster_threshold"):
