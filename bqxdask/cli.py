@@ -91,12 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", help="assess this per-worker memory limit (cluster.memory_limit)")
     p.add_argument("--scheduler", help="assess an existing Dask scheduler instead of a LocalCluster")
 
-    p = sub.add_parser("select", help="stage 3: training dataset and random-forest feature ranking")
+    p = sub.add_parser("select", help="stage 3: dataset, walk-forward feature ranking and significance, on the "
+                                      "Dask cluster")
     _common(p)
     p.add_argument("--pairs", type=_csv)
     p.add_argument("--horizons", type=_ints, help="comma-separated horizons in bars (default: families.select.horizons)")
     p.add_argument("--start", help="first month YYYY-MM")
     p.add_argument("--end", help="last month YYYY-MM")
+    p.add_argument("--workers", type=int, help="LocalCluster workers (cluster.n_workers)")
+    p.add_argument("--memory-limit", help="per-worker memory limit, e.g. 2GiB (cluster.memory_limit)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler (cluster.scheduler_address)")
 
     p = sub.add_parser("report", help="a static HTML page (Bokeh) of one pair-month's index and features")
     _common(p)

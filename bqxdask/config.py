@@ -153,23 +153,41 @@ class RegParams:
 
 @dataclass(frozen=True)
 class SelectParams:
+    """Stage 3 (SPEC §9); bqxdask.select explains each choice."""
+
     lags: tuple[int, ...] = (0, 60)
     horizons: tuple[int, ...] = (15, 30, 45, 60, 75)
+    #: also fit the control target target_vol_h{h} (future path length), where signal exists
+    control: bool = True
+    #: walk-forward folds before the test part (the last 15 % of rows)
+    folds: int = 5
+    #: leave price-level features (registry kind ``level``) out of the model
+    drop_levels: bool = False
+    #: |Spearman ρ| at or above which features are permuted together as one cluster
+    cluster_threshold: float = 0.9
+    #: false-discovery rate of the Benjamini–Hochberg correction (``significant``)
+    alpha: float = 0.05
+    #: blocks per fold evaluation block for the significance test
+    significance_blocks: int = 10
+    #: rows sampled from the rows before the test part, shared by every fold's training set
     max_train_rows: int = 50_000
     #: rows each tree is grown on (RandomForestRegressor ``max_samples``), drawn from the
-    #: training rows; the forest as a whole still sees all of them. With ~800 features a tree
-    #: on 50,000 rows takes ~30 s on one core, on 5,000 rows ~3 s. 0: every tree on all rows.
-    tree_rows: int = 5_000
+    #: fold's training rows. 0: every tree on all of them.
+    tree_rows: int = 3_000
     n_estimators: int = 100
     max_depth: int = 10
-    n_jobs: int = -1  #: cores for the forest (-1: all)
+    #: features tried per split: "sqrt", "log2" or a share such as "0.3" (README: cost in R²)
+    max_features: str = "sqrt"
+    #: threads of one forest inside a task; 1, since the cluster's workers are the parallelism
+    n_jobs: int = 1
     seed: int = 42
-    permutation_repeats: int = 3
-    max_importance_rows: int = 5_000
+    permutation_repeats: int = 1
+    #: rows sampled from each fold's evaluation block for R² and importance
+    max_importance_rows: int = 2_000
     #: a feature that alone explains a target with this R² is a copy of it (leak)
     leakage_r2: float = 0.98
     #: a feature that explains this much of the future index moves beyond the past leaks
-    #: (bqxdask._select_leakage explains the test)
+    #: (bqxdask.select.leakage explains the test)
     leakage_future_r2: float = 0.1
 
 
@@ -535,19 +553,33 @@ def validate_families(fam: FamiliesConfig) -> None:
     if any(lag < 0 for lag in fam.select.lags):
         raise ConfigError("families.select.lags must be >= 0 (a negative lag looks into the future); fix: remove it")
     sel = fam.select
-    for key in ("max_train_rows", "n_estimators", "max_depth", "permutation_repeats", "max_importance_rows"):
+    for key in ("max_train_rows", "n_estimators", "max_depth", "permutation_repeats", "max_importance_rows",
+                "significance_blocks"):
         if getattr(sel, key) < 1:
             raise ConfigError(f"families.select.{key} must be >= 1, got {getattr(sel, key)}; fix: leave the default "
                               f"{getattr(SelectParams, key)}")
+    if sel.folds < 2:
+        raise ConfigError(f"families.select.folds must be >= 2 (fold-to-fold stability needs two), got {sel.folds}; "
+                          "fix: leave the default 5")
     if sel.tree_rows < 0:
         raise ConfigError("families.select.tree_rows must be >= 0 (0: every tree on all training rows); fix: the "
-                          "default is 5000")
+                          "default is 3000")
     if sel.n_jobs == 0 or sel.n_jobs < -1:
         raise ConfigError(f"families.select.n_jobs = {sel.n_jobs}; fix: a number of cores >= 1, or -1 for all")
-    for key in ("leakage_r2", "leakage_future_r2"):
+    for key in ("leakage_r2", "leakage_future_r2", "cluster_threshold"):
         if not 0 < getattr(sel, key) <= 1:
             raise ConfigError(f"families.select.{key} must lie in (0, 1], got {getattr(sel, key)}; fix: leave the "
                               f"default {getattr(SelectParams, key)}")
+    if not 0 < sel.alpha < 1:
+        raise ConfigError(f"families.select.alpha must lie in (0, 1), got {sel.alpha}; fix: e.g. 0.05")
+    if sel.max_features not in ("sqrt", "log2"):
+        try:
+            share = float(sel.max_features)
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 1:
+            raise ConfigError(f"families.select.max_features = {sel.max_features!r}; fix: \"sqrt\", \"log2\" or a "
+                              "share of the features in (0, 1] written as a string, e.g. \"0.3\"")
 
 
 def _check_windows(windows: tuple[int, ...], key: str, *, minimum: int) -> None:

@@ -2,8 +2,9 @@
 
 The chain is real: HistData EURUSD 2017-01..03 is loaded into the test PostgreSQL, the
 pipeline computes every registered family on the LocalCluster and writes Parquet, and
-``run_select`` reads that Parquet with Dask. Forests are small here (the mechanics are under
-test, not the model); the SPEC defaults run in ``bqxdask select``.
+``run_select`` reads that Parquet with Dask and fits target × fold tasks on the same
+cluster. Forests are small here (the mechanics and the control target's signal are under
+test, not the model's best R²); the SPEC defaults run in ``bqxdask select``.
 """
 
 from __future__ import annotations
@@ -30,22 +31,28 @@ from bqxdask.outputs import parquet
 from bqxdask.pipeline import run_features
 from bqxdask.select import (
     build_dataset,
+    feature_kind,
     feature_name,
     join_families,
     parse_feature,
     read_joined,
     required_rows,
     run_select,
-    split_labels,
+    targets_for,
 )
 
 SRC = "src_select"
 MONTHS = ("2017-01", "2017-03")
-HORIZONS = (15, 30, 45, 60, 75)
-#: small forests: what is tested is the plumbing, not the model
-SMALL = {"n_estimators": 4, "max_depth": 6, "max_train_rows": 3000, "max_importance_rows": 600,
-         "permutation_repeats": 1, "n_jobs": 2}
-OUTPUTS = ("dataset.parquet", "ranking.csv", "metrics.json", "top_features.html", "top_features.png")
+HORIZONS = (15, 60)
+#: small forests and 3 folds: what is tested is the plumbing and that the control finds signal
+SMALL = {"n_estimators": 12, "max_depth": 6, "max_train_rows": 5000, "tree_rows": 2000, "max_importance_rows": 1000,
+         "permutation_repeats": 1, "folds": 3, "horizons": list(HORIZONS)}
+OUTPUTS = ("dataset.parquet", "ranking.csv", "metrics.json", "top_features.html")
+RANKING_COLUMNS = ["feature", "target", "horizon", "kind", "cluster", "importance", "importance_std", "p_value",
+                   "significant", "rank"]
+TARGETS = [f"target_h{h}" for h in HORIZONS] + [f"target_vol_h{h}" for h in HORIZONS]
+#: column stems of the backward volatility features (SPEC §9: std, rmse, ATR, Bollinger width, IQR)
+VOLATILITY = ("std_", "_rmse", "atr_", "bb_width_", "iqr_", "_bqx_std", "agg_bqx_volatility", "agg_bqx_range")
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,44 +110,75 @@ def test_real_chain_writes_every_output(selected, features_cfg):
     for name in OUTPUTS:
         assert (folder / name).stat().st_size > 0, name
     assert not list(folder.glob(".*")), "a temporary file was left behind"
+    assert not (folder / "top_features.png").exists()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["families"] == list(registry.all_families())
     n_cols = sum(len(f.column_names(features_cfg.families)) for f in registry.all_families().values())
-    assert metrics["feature_count"] == 2 * n_cols  # lags 0 and 60
-    assert metrics["purge_gap_rows"] == 75 and metrics["seed"] == 42
-    assert metrics["bqxdask_version"] and metrics["params"]["n_estimators"] == SMALL["n_estimators"]
-    rows = metrics["rows"]
-    assert rows["series"] == rows["without_target"] + rows["purged"] + rows["train"] + rows["valid"] + rows["test"]
-    assert rows["without_target"] == 75 and rows["purged"] == 150
-    for h in HORIZONS:
-        m = metrics["horizons"][str(h)]
-        for key in ("r2_valid", "r2_test", "baseline_r2_valid", "baseline_r2_test"):
-            assert np.isfinite(m[key]), (h, key)
-        assert m["baseline_r2_valid"] <= 0 and m["baseline_r2_test"] <= 0  # predicting 0 never beats the mean
+    assert metrics["feature_count"] == metrics["model_feature_count"] == 2 * n_cols  # lags 0 and 60
+    assert metrics["layout"]["gap_rows"] == 60 and metrics["seed"] == 42 and len(metrics["layout"]["folds"]) == 3
+    assert metrics["rows"]["dataset"] == metrics["rows"]["series"] - metrics["rows"]["without_target"]
+    assert metrics["rows"]["without_target"] == 60
+    assert list(metrics["targets"]) == TARGETS
+    for name, m in metrics["targets"].items():
+        assert len(m["r2_folds"]) == 3 and m["r2_folds_mean"] == pytest.approx(np.mean(m["r2_folds"]), rel=1e-9)
+        for key in ("r2_test", "r2_test_zero", "fold_rank_spearman"):
+            assert np.isfinite(m[key]), (name, key)
+        assert m["verdict"].startswith(f"{name}: {m['significant_features']} of {metrics['feature_count']} features")
+        assert m["verdict"] in text  # printed in the summary too
         assert m["leakage"]["max_future_r2"] < m["leakage"]["max_future_r2_limit"]
     ranking = pd.read_csv(folder / "ranking.csv")
-    assert list(ranking.columns) == ["feature", "horizon", "importance", "importance_std", "rank"]
-    assert len(ranking) == len(HORIZONS) * metrics["feature_count"]
-    for _, g in ranking.groupby("horizon"):
-        assert sorted(g["rank"]) == list(range(1, len(g) + 1))
-        assert g.sort_values("rank")["importance"].is_monotonic_decreasing
+    assert list(ranking.columns) == RANKING_COLUMNS
+    assert len(ranking) == len(TARGETS) * metrics["feature_count"]
+    assert set(ranking["kind"]) == {"level", "scale_free"}
+    sample = ranking.drop_duplicates("feature").sample(50, random_state=0)
+    assert all(feature_kind(f) == k for f, k in zip(sample["feature"], sample["kind"]))
+    assert (ranking["kind"] == "level").sum() == len(TARGETS) * metrics["level_features"]
+    for name, g in ranking.groupby("target"):
+        m = metrics["targets"][name]
+        assert int(g["significant"].sum()) == m["significant_features"]
+        assert (g["significant"] == (g["p_value"] <= 0.05)).all()
+        per_cluster = g.groupby("cluster")
+        assert (per_cluster["importance"].nunique() == 1).all() and (per_cluster["rank"].nunique() == 1).all()
+        assert sorted(g.drop_duplicates("cluster")["rank"]) == list(range(1, metrics["clusters"] + 1))
+        assert g["rank"].is_monotonic_increasing
     html = (folder / "top_features.html").read_text()
-    assert "target_h15" in html and "cdn.bokeh.org" not in html  # self-contained, opens offline
-    assert (folder / "top_features.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    top10 = ranking[ranking["horizon"] == 15].nsmallest(10, "rank")["feature"]
-    assert all(f in text for f in top10) and "h=75" in text and "zero valid" in text
+    assert "target_vol_h15" in html and "cdn.bokeh.org" not in html  # self-contained, opens offline
+
+
+def test_control_target_finds_volatility_on_real_bars(selected):
+    """The control target: test R² clearly above zero, significant volatility features on top."""
+    folder, _ = selected
+    metrics = json.loads((folder / "metrics.json").read_text())
+    ranking = pd.read_csv(folder / "ranking.csv")
+    for h in HORIZONS:
+        name = f"target_vol_h{h}"
+        m = metrics["targets"][name]
+        assert m["r2_test"] > 0.05 and min(m["r2_folds"]) > 0.1 and m["r2_test"] > m["r2_test_zero"] + 1, m
+        assert m["significant_features"] >= 5
+        sig = ranking[(ranking["target"] == name) & ranking["significant"]]
+        best = sig[sig["rank"] == sig["rank"].min()]["feature"]
+        assert any(_volatility(f) for f in best), list(best)
+        assert sum(map(_volatility, sig["feature"])) >= 0.5 * len(sig), list(sig["feature"])
+
+
+def _volatility(feature: str) -> bool:
+    """A backward volatility feature by name (on the BQX series, a band is mean ± 2σ of returns)."""
+    family, column, _ = parse_feature(feature)
+    return any(v in column for v in VOLATILITY) or (family == "bollinger_bqx" and column.startswith(("bb_upper",
+                                                                                                     "bb_lower")))
 
 
 def test_dataset_file_layout(dataset, selected):
     schema = pq.read_schema(selected[0] / "dataset.parquet")
     assert schema.names[:3] == ["time", "split", "row"] and str(schema.field("time").type) == "timestamp[us, tz=UTC]"
     assert str(dataset.index.dtype) == "datetime64[us, UTC]"
-    assert set(dataset["split"]) == {"train", "valid", "test"}
-    assert [c for c in dataset.columns if c.startswith("target_")] == [f"target_h{h}" for h in HORIZONS]
-    assert json.loads(schema.metadata[b"bqxdask"])["purge_gap_rows"] == 75
+    assert set(dataset["split"]) == {"initial", "purge", "fold1", "fold2", "fold3", "test"}
+    assert [c for c in dataset.columns if c.startswith("target_")] == TARGETS
+    assert json.loads(schema.metadata[b"bqxdask"])["gap_rows"] == 60
     counts = dataset["split"].value_counts()
-    usable = counts.sum()
-    assert counts["train"] == usable * 70 // 100 and counts["valid"] == usable * 15 // 100
+    assert counts["test"] == len(dataset) * 15 // 100 and counts["purge"] == 4 * 60
+    assert counts["fold1"] == counts["fold2"] == counts["fold3"]
+    assert np.all(np.diff(dataset["row"].to_numpy()) == 1)  # every row with targets, in time order
 
 
 def test_targets_are_bqx_return_h_rows_ahead(dataset, series):
@@ -150,26 +188,19 @@ def test_targets_are_bqx_return_h_rows_ahead(dataset, series):
         expected = w[dataset["row"].to_numpy() + h]
         np.testing.assert_array_equal(dataset[f"target_h{h}"].to_numpy(), expected)
     # the last max(h) rows have no target and are gone
-    assert dataset["row"].max() < len(series) - max(HORIZONS)
+    assert dataset["row"].max() == len(series) - max(HORIZONS) - 1
 
 
-def test_purge_gaps_between_parts(dataset, series):
-    """No row of one part lies within max(h) rows of another (positions and times)."""
-    gap = max(HORIZONS)
-    times = series.index
-    parts = {s: dataset[dataset["split"] == s] for s in ("train", "valid", "test")}
-    order = ["train", "valid", "test"]
-    for earlier, later in zip(order, order[1:]):
-        last = int(parts[earlier]["row"].max())
-        first = int(parts[later]["row"].min())
-        assert first - last == gap + 1
-        # every target of the earlier part ends strictly before the later part starts
-        assert times[last + gap] < parts[later].index.min()
-        assert parts[earlier].index.max() < parts[later].index.min()
-    for s in order:  # each part is a contiguous block in time order
-        rows = parts[s]["row"].to_numpy()
-        assert np.all(np.diff(rows) == 1)
-        assert parts[s].index.is_monotonic_increasing
+def test_control_target_is_the_future_path_length(dataset, series):
+    """target_vol_h{h}[t] == Σ_{i=1..h} |idx[t+i] − idx[t+i−1]| / idx[t], summed directly."""
+    idx = series["bqx__rate_index"].to_numpy()
+    rows = dataset["row"].to_numpy()
+    for h in HORIZONS:
+        got = dataset[f"target_vol_h{h}"].to_numpy()
+        for i in (0, 1, 777, len(rows) // 2, len(rows) - 1):
+            t = rows[i]
+            expected = np.abs(np.diff(idx[t:t + h + 1])).sum() / idx[t]
+            assert abs(got[i] - expected) <= 1e-12 * expected
 
 
 def test_lag_is_value_60_rows_earlier(dataset, series):
@@ -206,20 +237,46 @@ def test_lags_stay_within_their_pair(features_cfg, dask_client, tmp_path):
         np.testing.assert_array_equal(lagged, expected)
 
 
-def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_path):
-    """Two runs on the same Parquet and seed write byte-identical ranking.csv and metrics.json."""
+#: families with price levels and scale-free columns, for the tests that need not fit all nine
+SOME = ("bqx", "bollinger_rate", "technical_rate", "reg_rate")
+
+
+def _february(features_cfg, tmp_path, **families):
+    """A Parquet folder with February of SOME families; (its root, a config selecting on it)."""
     root = tmp_path / "parquet"
-    for fam in registry.all_families():
+    for fam in SOME:
         src = Path(features_cfg.output.parquet_dir) / fam / "pair=eurusd" / "year=2017" / "month=02"
         shutil.copytree(src, root / fam / "pair=eurusd" / "year=2017" / "month=02")
-    cfg = with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"}, output={"parquet_dir": str(root)})
+    return root, with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"},
+                                output={"parquet_dir": str(root)}, families={"enabled": list(SOME), **families})
+
+
+def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_path):
+    """Two runs on the same Parquet and seed write byte-identical ranking.csv, metrics.json and dataset."""
+    root, cfg = _february(features_cfg, tmp_path)
     copies = []
     for _ in range(2):
         assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
         folder = root / "selection" / "pair=eurusd"
-        copies.append({name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json")})
+        copies.append({name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json",
+                                                                        "dataset.parquet")})
     assert copies[0] == copies[1]
     assert json.loads(copies[0]["metrics.json"])["months"] == {"start": "2017-02", "end": "2017-02"}
+
+
+@pytest.mark.slow
+def test_same_ranking_on_an_external_scheduler(features_cfg, dask_client, tmp_path):
+    """--scheduler: another cluster (one worker) reached by address gives byte-identical outputs."""
+    from distributed import LocalCluster
+
+    root, cfg = _february(features_cfg, tmp_path)
+    folder = root / "selection" / "pair=eurusd"
+    assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
+    local = {name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json")}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as external:
+        remote = with_overrides(cfg, cluster={"scheduler_address": external.scheduler_address})
+        assert run_select(remote, horizons=[15], out=io.StringIO()) == 0
+    assert {name: (folder / name).read_bytes() for name in local} == local
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +297,9 @@ LEAKS = {
     "target_copy": lambda bqx: _lead(bqx["w15_bqx_return"].to_numpy(), 15),
     # a centred moving average (center=True), the classic pandas slip
     "centred_mean": lambda bqx: (bqx["rate_index"].rolling(31, center=True).mean() / bqx["rate_index"]).to_numpy(),
+    # centred volatility: linear in no future move, so only the control target's check sees it
+    "centred_path_length": lambda bqx: (bqx["rate_index"].diff().abs().rolling(31, center=True).sum()
+                                        / bqx["rate_index"]).to_numpy(),
 }
 
 
@@ -263,6 +323,7 @@ def test_leaking_feature_fails_the_run(features_cfg, dask_client, tmp_path, kind
     message = str(info.value)
     assert "bqx__w15_sneaky" in message and "\n" not in message
     assert "horizon 15" in message or "target_h15" in message
+    assert ("target_vol_h15" in message) == (kind == "centred_path_length")
     assert "fix:" in message
     assert not (root / "selection").exists() or not any((root / "selection").rglob("metrics.json"))
 
@@ -280,6 +341,7 @@ def test_cli_reports_leak_as_one_line(features_cfg, tmp_path, capsys, monkeypatc
     config = tmp_path / "select.toml"
     config.write_text(
         f'[run]\npairs = ["eurusd"]\nstart = "{MONTHS[0]}"\nend = "{MONTHS[1]}"\nruns_dir = "{tmp_path / "runs"}"\n'
+        f'[cluster]\nn_workers = 1\ndashboard_address = ":0"\n'
         f'[output]\nparquet_dir = "{root}"\n[families]\nenabled = ["bqx"]\n'
     )
     monkeypatch.chdir(tmp_path)
@@ -326,9 +388,10 @@ def test_dataset_features_do_not_look_ahead():
     """The assembled features (joined families + lags) at rows ≤ t ignore bars after t."""
     bars = eurusd(1)
     t = 20_000
-    a = build_dataset(join_families(compute_features(bars)), pair="eurusd", lags=(0, 60), horizons=(15,))
+    targets = targets_for((15,), control=True)
+    a = build_dataset(join_families(compute_features(bars)), pair="eurusd", lags=(0, 60), targets=targets)
     b = build_dataset(join_families(compute_features(_perturbed(bars, t, 7))), pair="eurusd", lags=(0, 60),
-                      horizons=(15,))
+                      targets=targets)
     assert a.features == b.features and np.array_equal(a.row, b.row)
     past = a.row <= t
     for j, name in enumerate(a.features):
@@ -349,7 +412,7 @@ def test_missing_month_of_parquet_is_a_clear_error(features_cfg):
         run_select(cfg, out=io.StringIO())
 
 
-def test_families_with_different_bars_are_refused(features_cfg, tmp_path):
+def test_families_with_different_bars_are_refused(features_cfg, dask_client, tmp_path):
     """A family missing a bar that the others have (outputs of different source versions) is an error."""
     root = tmp_path / "parquet"
     for fam in ("bqx", "technical_bqx"):
@@ -362,13 +425,14 @@ def test_families_with_different_bars_are_refused(features_cfg, tmp_path):
     parquet.write_unit(str(root), "technical_bqx", "eurusd", "2017-02", tech.index.as_unit("us").asi8,
                        list(tech.columns), tech.to_numpy(), {})
     with pytest.raises(OutputError, match=r"family technical_bqx has no row for eurusd at 2017-02-.*--full-refresh"):
-        run_select(cfg, out=io.StringIO())
+        run_select(cfg, out=io.StringIO(), client=dask_client)
 
 
-def test_too_few_rows_and_bad_horizons(features_cfg):
+def test_too_few_rows_and_bad_horizons(features_cfg, dask_client):
     cfg = with_overrides(features_cfg, run={"start": "2017-01", "end": "2017-01"}, families={"enabled": ["bqx"]})
-    with pytest.raises(SourceError, match=r"needs at least 40,667.*fix: select more months"):
-        run_select(cfg, horizons=[15, 20_000], out=io.StringIO())
+    need = required_rows(3, 20_000)
+    with pytest.raises(SourceError, match=rf"3 walk-forward folds .* need at least {need:,}; fix: select more months"):
+        run_select(cfg, horizons=[15, 20_000], out=io.StringIO(), client=dask_client)
     for bad in ([0], [15, 15], []):
         with pytest.raises(ConfigError, match="--horizons"):
             run_select(cfg, horizons=bad, out=io.StringIO())
@@ -377,9 +441,9 @@ def test_too_few_rows_and_bad_horizons(features_cfg):
 def test_horizon_without_bqx_window_uses_rate_index(features_cfg, series):
     """h = 20 is not a bqx window: its target is the §4.2 formula applied to rate_index."""
     joined = series[[c for c in series.columns if c.startswith("bqx__")]]
-    ds = build_dataset(joined, pair="eurusd", lags=(0,), horizons=(15, 20))
+    ds = build_dataset(joined, pair="eurusd", lags=(0,), targets=targets_for((15, 20), control=False))
     frame = ds.frame()
-    assert list(frame.columns[:2]) == ["split", "row"] and list(frame.columns[-2:]) == ["target_h15", "target_h20"]
+    assert frame.columns[0] == "row" and list(frame.columns[-2:]) == ["target_h15", "target_h20"]
     idx = joined["bqx__rate_index"].to_numpy()
     for i in (0, 5000, len(ds.row) - 1):
         t = ds.row[i] + 20
@@ -387,14 +451,23 @@ def test_horizon_without_bqx_window_uses_rate_index(features_cfg, series):
         assert abs(ds.Y[i, 1] - expected) <= 1e-12 * max(1.0, abs(expected))
 
 
-def test_split_labels_and_names():
-    for n in (required_rows(75), 1000 + 150, 12_345):
-        labels = split_labels(n, 75)
-        starts = {s: np.flatnonzero(labels == s) for s in ("train", "valid", "test")}
-        assert starts["valid"][0] - starts["train"][-1] == 76 and starts["test"][0] - starts["valid"][-1] == 76
-        assert min(len(v) for v in starts.values()) >= 100
-        assert (labels == "").sum() == 150
-    assert required_rows(75) == 150 + 667
+def test_names_round_trip():
     for name in ("bqx__w15_bqx_return", "reg_rate__w60_slope__lag60"):
         assert feature_name(*parse_feature(name)) == name
     assert parse_feature("reg_rate__w60_slope__lag60") == ("reg_rate", "w60_slope", 60)
+    assert feature_kind("reg_rate__w60_const__lag60") == "level" and feature_kind("reg_bqx__w60_const") == "scale_free"
+    assert [t.name for t in targets_for((15, 60), control=True)] == TARGETS
+
+
+def test_drop_levels_leaves_price_levels_out(features_cfg, dask_client, tmp_path):
+    """families.select.drop_levels: no level feature in the model or the ranking; the dataset keeps them."""
+    root, cfg = _february(features_cfg, tmp_path, **{"select.drop_levels": True, "select.control": False})
+    assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
+    folder = root / "selection" / "pair=eurusd"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    ranking = pd.read_csv(folder / "ranking.csv")
+    assert metrics["levels_dropped"] and metrics["level_features"] > 0
+    assert metrics["model_feature_count"] == metrics["feature_count"] - metrics["level_features"]
+    assert set(ranking["kind"]) == {"scale_free"} and len(ranking) == metrics["model_feature_count"]
+    assert list(metrics["targets"]) == ["target_h15"]
+    assert "bqx__rate_index" in pq.read_schema(folder / "dataset.parquet").names

@@ -30,6 +30,12 @@ the largest ΔR² of a genuine feature is 0.003, on 2017-01..03 0.019, on one sy
 month (``bqxdask seed``) 0.03; leaks score 0.69 (the target one bar early), 0.83 (a centred
 31-bar mean) and 0.995 (``w15``/``w75_bqx_return`` one bar early).
 
+The control target ``target_vol_h{h}`` (future path length) is checked the same way, with the
+past basis extended by the past path lengths over 1, 2, 4, … 1024 bars: volatility clusters,
+so backward volatility features genuinely predict it, and only what they add beyond the
+past volatility counts. A feature computed over a window centred on t (future volatility)
+is caught there.
+
 Besides, the plain copy test: a feature that on its own explains a target with
 R² ≥ ``leakage_r2`` (0.98) is rejected whatever its past.
 
@@ -45,27 +51,30 @@ registered family, guards against those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LeakageError
+from ..errors import LeakageError
+from .names import CONTROL, Target
 
 #: ΔR² above which a feature carries material information about future index moves
 DEFAULT_FUTURE_R2 = 0.1
 #: how many standard deviations of sampling noise a ΔR² must also exceed
 NOISE_Z = 6.0
+#: spans of the past path lengths in the control target's basis
+PATH_SPANS = tuple(2**k for k in range(11))
 #: a residual this small relative to the feature means "fully explained by the past"
 _EXPLAINED = 1e-10
 _FIX = "fix: make it use bars ≤ t only (no shift(-k), center=True or bfill) or drop it"
 
 
 @dataclass(frozen=True)
-class HorizonLeakage:
-    """The largest scores of one horizon over all features (for metrics.json)."""
+class TargetLeakage:
+    """The largest scores of one target over all features (for metrics.json)."""
 
-    horizon: int
+    target: str
     copy_r2: float
     copy_feature: str
     future_r2: float
@@ -113,63 +122,91 @@ def past_basis(level: np.ndarray, rows: np.ndarray, depth: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def past_paths(level: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Columns ``Σ_{i<m} |level[t−i] − level[t−i−1]| / level[t]`` for m in :data:`PATH_SPANS` (NaN off the series)."""
+    moves = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(level)))])
+    cols = []
+    for m in PATH_SPANS:
+        start = rows - m
+        ok = start >= 0
+        col = np.full(len(rows), np.nan)
+        col[ok] = (moves[rows[ok]] - moves[start[ok]]) / level[rows[ok]]
+        cols.append(col)
+    return np.column_stack(cols)
+
+
 @dataclass
 class LeakageScores:
-    """Scores of every feature: copy R² per horizon, ΔR² per horizon and probe, and the limits."""
+    """Scores of every feature: copy R² per target, ΔR² per target and probe, and the limits."""
 
     names: list[str]
-    copy: dict[int, np.ndarray]  #: horizon → (features,)
-    future: dict[int, np.ndarray]  #: horizon → (features, probes)
-    limits: dict[int, np.ndarray]  #: horizon → (probes,)
-    labels: dict[int, list[str]]  #: horizon → probe names
+    copy: dict[str, np.ndarray]  #: target → (features,)
+    future: dict[str, np.ndarray]  #: target → (features, probes)
+    limits: dict[str, np.ndarray]  #: target → (probes,)
+    labels: dict[str, list[str]]  #: target → probe names
     rows: int
 
 
-def leakage_scores(features: np.ndarray, names: Sequence[str], targets: Mapping[int, np.ndarray],
+def leakage_scores(features: np.ndarray, names: Sequence[str], targets: Sequence[tuple[Target, np.ndarray]],
                    level: np.ndarray, rows: np.ndarray, *, future_r2: float = DEFAULT_FUTURE_R2) -> LeakageScores:
-    """Copy R² and future ΔR² of every feature for every horizon (see the module docstring).
+    """Copy R² and future ΔR² of every feature for every target (see the module docstring).
 
     ``features`` is ``(n, p)`` at the series positions ``rows`` (NaN allowed, time order);
-    ``targets`` maps a horizon to its ``(n,)`` values; ``level`` is ``rate_index`` over the
-    whole series.
+    ``targets`` pairs each target with its ``(n,)`` values; ``level`` is ``rate_index`` over
+    the whole series.
     """
     rows = np.asarray(rows)
-    basis = past_basis(level, rows, max(targets))
-    keep = np.isfinite(basis).all(axis=1)
-    for y in targets.values():
+    depth = max(t.horizon for t, _ in targets)
+    basis = past_basis(level, rows, depth)
+    control = any(t.kind == CONTROL for t, _ in targets)
+    paths = past_paths(level, rows) if control else np.zeros((len(rows), 0))
+    keep = np.isfinite(basis).all(axis=1) & np.isfinite(paths).all(axis=1)
+    for _, y in targets:
         keep &= np.isfinite(y)
-    basis, x, kept_rows = basis[keep], np.asarray(features, dtype="float64")[keep], rows[keep]
+    basis, paths, x, kept_rows = basis[keep], paths[keep], np.asarray(features, dtype="float64")[keep], rows[keep]
     n, p = x.shape
-    empty = LeakageScores(list(names), {h: np.zeros(p) for h in targets}, {h: np.zeros((p, 1)) for h in targets},
-                          {h: np.ones(1) for h in targets}, {h: [f"target_h{h}"] for h in targets}, n)
-    if n <= 2 * basis.shape[1]:
-        return empty  # too few rows to say anything; the split check refuses such data anyway
+    names = list(names)
+    scores = LeakageScores(names, {}, {}, {}, {}, n)
+    if n <= 2 * (basis.shape[1] + paths.shape[1]):
+        for t, _ in targets:  # too few rows to say anything; the fold check refuses such data anyway
+            scores.copy[t.name], scores.future[t.name] = np.zeros(p), np.zeros((p, 1))
+            scores.limits[t.name], scores.labels[t.name] = np.ones(1), [t.name]
+        return scores
     span = int(kept_rows[-1] - kept_rows[0] + 1)
     finite = np.isfinite(x)
     count = finite.sum(axis=0)
     mean = np.nansum(np.where(finite, x, 0.0), axis=0) / np.maximum(count, 1)
     xc = np.where(finite, x - mean, 0.0)  # mean fill: a constant is causal (module docstring)
-    q, _ = np.linalg.qr(basis)
-    resid = xc - q @ (q.T @ xc)
-    ss_x = np.einsum("ij,ij->j", xc, xc)
-    ss_r = np.einsum("ij,ij->j", resid, resid)
-    usable = (ss_x > 0) & (ss_r > _EXPLAINED * ss_x)
-    scores = LeakageScores(list(names), {}, {}, {}, {}, n)
-    for h, y_all in targets.items():
+    residuals = {False: _residual(xc, basis)}
+    if control:
+        residuals[True] = _residual(xc, np.column_stack([basis, paths]))
+    for tgt, y_all in targets:
         y = y_all[keep]
-        scores.copy[h] = _pairwise_r2(x, finite, y)
+        resid, usable = residuals[tgt.kind == CONTROL]
+        h = tgt.horizon
+        scores.copy[tgt.name] = _pairwise_r2(x, finite, y)
         spans = probe_spans(h)
         probes = np.column_stack([relative_change(level, kept_rows, m) for m in spans] + [y])
         probes -= probes.mean(axis=0)
         ss_p = np.einsum("ij,ij->j", probes, probes)
+        ss_r = np.einsum("ij,ij->j", resid, resid)
         with np.errstate(invalid="ignore", divide="ignore"):
             r = (resid.T @ probes) / np.sqrt(np.outer(ss_r, ss_p))
         r2 = np.where(usable[:, None] & (ss_p > 0)[None, :], r * r, 0.0)
-        scores.future[h] = np.nan_to_num(r2, nan=0.0)
+        scores.future[tgt.name] = np.nan_to_num(r2, nan=0.0)
         noise = np.array([max(m / span, 1.0 / n) for m in [*spans, h]])
-        scores.limits[h] = np.maximum(future_r2, NOISE_Z**2 * noise)
-        scores.labels[h] = [probe_label(m) for m in spans] + [f"target_h{h}"]
+        scores.limits[tgt.name] = np.maximum(future_r2, NOISE_Z**2 * noise)
+        scores.labels[tgt.name] = [probe_label(m) for m in spans] + [tgt.name]
     return scores
+
+
+def _residual(xc: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x minus its least-squares projection on the basis, which columns keep a residual)."""
+    q, _ = np.linalg.qr(basis)
+    resid = xc - q @ (q.T @ xc)
+    ss_x = np.einsum("ij,ij->j", xc, xc)
+    ss_r = np.einsum("ij,ij->j", resid, resid)
+    return resid, (ss_x > 0) & (ss_r > _EXPLAINED * ss_x)
 
 
 def _pairwise_r2(x: np.ndarray, finite: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -186,27 +223,30 @@ def _pairwise_r2(x: np.ndarray, finite: np.ndarray, y: np.ndarray) -> np.ndarray
     return np.where(np.isfinite(out) & (n > 2), out, 0.0)
 
 
-def check_leakage(features: np.ndarray, names: Sequence[str], targets: Mapping[int, np.ndarray], level: np.ndarray,
-                  rows: np.ndarray, *, copy_r2: float, future_r2: float, pair: str) -> dict[int, HorizonLeakage]:
-    """Raise :class:`LeakageError` naming the first leaking feature and horizon; else the largest scores."""
+def check_leakage(features: np.ndarray, names: Sequence[str], targets: Sequence[tuple[Target, np.ndarray]],
+                  level: np.ndarray, rows: np.ndarray, *, copy_r2: float, future_r2: float,
+                  pair: str) -> dict[str, TargetLeakage]:
+    """Raise :class:`LeakageError` naming the first leaking feature and target; else the largest scores."""
     s = leakage_scores(features, names, targets, level, rows, future_r2=future_r2)
     out = {}
-    for h in sorted(targets):
-        j = int(np.argmax(s.copy[h]))
-        if s.copy[h][j] >= copy_r2:
+    for tgt, _ in targets:
+        name = tgt.name
+        j = int(np.argmax(s.copy[name]))
+        if s.copy[name][j] >= copy_r2:
             raise LeakageError(
-                f"{pair}: feature {names[j]} leaks target_h{h}: on its own it explains it with R² {s.copy[h][j]:.3f} "
+                f"{pair}: feature {names[j]} leaks {name}: on its own it explains it with R² {s.copy[name][j]:.3f} "
                 f"(≥ families.select.leakage_r2 = {copy_r2:g}) on the training rows; {_FIX}"
             )
-        excess = s.future[h] / s.limits[h][None, :]
+        excess = s.future[name] / s.limits[name][None, :]
         jf, kf = np.unravel_index(int(np.argmax(excess)), excess.shape)
         if excess[jf, kf] >= 1.0:
             raise LeakageError(
-                f"{pair}: feature {names[jf]} carries information from bars after t (horizon {h}): beyond what the "
-                f"past index moves explain, it explains R² {s.future[h][jf, kf]:.3f} of {s.labels[h][kf]} on the "
-                f"training rows (causal features stay near 0; limit {s.limits[h][kf]:.3g}); {_FIX}"
+                f"{pair}: feature {names[jf]} carries information from bars after t ({name}, horizon {tgt.horizon}): "
+                f"beyond what the past index moves explain, it explains R² {s.future[name][jf, kf]:.3f} of "
+                f"{s.labels[name][kf]} on the training rows (causal features stay near 0; limit "
+                f"{s.limits[name][kf]:.3g}); {_FIX}"
             )
-        jm, km = np.unravel_index(int(np.argmax(s.future[h])), s.future[h].shape)
-        out[h] = HorizonLeakage(h, float(s.copy[h][j]), names[j], float(s.future[h][jm, km]),
-                                float(s.limits[h][km]), names[jm], s.labels[h][km], s.rows)
+        jm, km = np.unravel_index(int(np.argmax(s.future[name])), s.future[name].shape)
+        out[name] = TargetLeakage(name, float(s.copy[name][j]), names[j], float(s.future[name][jm, km]),
+                                  float(s.limits[name][km]), names[jm], s.labels[name][km], s.rows)
     return out
