@@ -289,9 +289,9 @@ class Bench:
 
 def start_cluster(stack: contextlib.ExitStack, cfg) -> Any:
     """A LocalCluster made exactly as ``run_features`` makes one (``pipeline._cluster``); its client."""
-    from bqxdask.pipeline import _cluster
+    from bqxdask.pipeline import cluster
 
-    client, _ = stack.enter_context(_cluster(cfg, None, io.StringIO()))
+    client, _ = stack.enter_context(cluster(cfg, None, io.StringIO()))
     return client
 
 

@@ -152,7 +152,7 @@ def run_features(
         specs = {u.key: _spec(cfg, url, rurl, plan, sources[u.pair], u, result.started_at) for u in work}
         if client is None and not cfg.cluster.scheduler_address:
             check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
-        with _cluster(cfg, client, out) as (dask_client, dashboard):
+        with cluster(cfg, client, out) as (dask_client, dashboard):
             if client is not None or cfg.cluster.scheduler_address:
                 check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
             if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
@@ -366,7 +366,7 @@ def _spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, unit, 
 
 
 @contextlib.contextmanager
-def _cluster(cfg: Config, client: Any, out: TextIO):
+def cluster(cfg: Config, client: Any, out: TextIO):
     """Yield (client, dashboard URL): the given client, an existing scheduler, or a LocalCluster."""
     import dask
     from distributed import Client, LocalCluster

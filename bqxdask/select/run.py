@@ -22,7 +22,6 @@ clock, so the same Parquet and seed give byte-identical files on any cluster.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 import uuid
@@ -45,33 +44,6 @@ from .significance import spearman_clusters
 #: rows of the training sample that the leakage check and the clustering look at
 CHECK_ROWS = 20_000
 CLUSTER_ROWS = 5_000
-
-
-@contextlib.contextmanager
-def select_client(cfg: Config, client: Any, out: TextIO):
-    """The given client, the scheduler of ``cluster.scheduler_address``, or a LocalCluster from ``cluster.*``."""
-    if client is not None:
-        yield client
-        return
-    import dask
-    from distributed import Client, LocalCluster
-
-    if cfg.cluster.scheduler_address:
-        try:
-            c = Client(cfg.cluster.scheduler_address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
-        except (OSError, TimeoutError) as exc:
-            raise BqxError(f"cannot reach the Dask scheduler at {cfg.cluster.scheduler_address} ({exc}); fix: check "
-                           "--scheduler / cluster.scheduler_address and that the scheduler runs") from None
-        with c:
-            yield c
-        return
-    with LocalCluster(n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
-                      memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
-                      processes=True, silence_logs=40) as cluster, Client(cluster) as c:
-        with contextlib.suppress(Exception):
-            out.write(f"Dask dashboard: {c.dashboard_link}  ({cfg.cluster.n_workers} workers)\n")
-            out.flush()
-        yield c
 
 
 def forest_params(cfg: Config) -> ForestParams:
@@ -208,7 +180,11 @@ def run_select(cfg: Config, *, horizons: Sequence[int] | None = None, out: TextI
                       f"{'it' if len(skipped) == 1 else 'them'} (fix: bqxdask features --families "
                       f"{','.join(skipped)} to include)\n")
     stream = sys.stderr if out is sys.stdout else out
-    with select_client(cfg, client, out) as c:
+    from ..pipeline import (
+        cluster,  # the run's cluster, as features makes it (worker environment included)
+    )
+
+    with cluster(cfg, client, out) as (c, _dashboard):
         for pair, (families, skipped) in plans.items():
             try:
                 select_pair(cfg, c, pair, hs, families=families, skipped=skipped, out=out, progress_stream=stream)
