@@ -30,6 +30,9 @@ from .source import PG_EPOCH_US, bars_row_dtype
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
+#: bytes per CopyData message: psycopg2's default of 8 KiB turns a 20 MiB unit into ~2,600
+#: Python-level reads and libpq calls; 1 MiB is what the benchmark's floor uses (issue 15)
+COPY_CHUNK = 1 << 20
 
 
 def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> bytes:
@@ -165,6 +168,7 @@ def replace_unit(
                 sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(qualified(schema, table), cols)
                 .as_string(conn),
                 io.BytesIO(payload),
+                size=COPY_CHUNK,
             )
         _faults.point("sql-before-commit")
         upsert_checkpoint(cur, schema, checkpoint, run_id)
