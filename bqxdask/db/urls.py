@@ -11,9 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..errors import ConfigError
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
@@ -35,6 +32,10 @@ class DbTarget:
 
     @classmethod
     def parse(cls, url: str) -> DbTarget:
+        # SQLAlchemy's URL parser, imported here: the package costs ~0.4 s at every process start
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             u = make_url(url)
         except (ArgumentError, ValueError):
@@ -78,7 +79,7 @@ class DbTarget:
 
     def without_password(self) -> str:
         """The URL with the password removed (``bqxdask db url``)."""
-        from sqlalchemy.engine import URL
+        from sqlalchemy.engine import URL, make_url
 
         u = make_url(self.url)
         clean = URL.create(u.drivername, username=u.username, password=None, host=u.host, port=u.port,
