@@ -29,7 +29,14 @@ from .config import Config, month_bounds
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
 from .db.budget import connections_needed, describe_need, server_budget, servers
-from .db.connect import connection, describe, explain_db_error, identify, table_exists
+from .db.connect import (
+    application_name,
+    connection,
+    describe,
+    explain_db_error,
+    identify,
+    table_exists,
+)
 from .db.locks import register_run, xact_lock
 from .db.schema import create_output_schema, feature_table
 from .db.source import (
@@ -161,7 +168,7 @@ def run_features(
                 require_workers_ready(dask_client, url,
                                       cfg.output.parquet_dir if cfg.output.write_parquet else None,
                                       read_url=cfg.database.read_url,
-                                      application_name=f"bqxdask/{run_id}/worker")
+                                      application_name=application_name(run_id, "worker"))
             _prepare_outputs(cfg, url, plan, work)
             result.dashboard = dashboard
             _execute(dask_client, cfg, url, plan, work, specs, result, run_dir, out)
@@ -451,7 +458,7 @@ def _execute(client: Any, cfg: Config, url: str, plan: Plan, work: Sequence, spe
                 labels.append((fam, unit.pair, unit.month))
     report = run_dir / "dask-performance-report.html" if run_dir is not None else None
     progress = Progress(len(outputs), stream=sys.stderr if out is sys.stdout else out)
-    watch = RunWatch(client, url, topic=f"bqxdask-{plan.run_id}", progress=progress,
+    watch = RunWatch(client, url, topic=tasks.event_topic(plan.run_id), progress=progress,
                      stall_seconds=cfg.run.stall_seconds)
     with performance_report(filename=str(report)) if report else contextlib.nullcontext(), watch:
         futures = client.compute(outputs)

@@ -74,8 +74,12 @@ class UnitSpec:
 
     @property
     def topic(self) -> str:
-        """The Dask event topic on which this run's workers tell the client about waits."""
-        return f"bqxdask-{self.run_id}"
+        return event_topic(self.run_id)
+
+
+def event_topic(run_id: str) -> str:
+    """The Dask event topic on which a run's workers tell its client about waits."""
+    return f"bqxdask-{run_id}"
 
 
 # -- what each worker is doing (the client's stall report asks for it, SPEC §11) ----------------
@@ -121,10 +125,10 @@ def notifier(spec: UnitSpec) -> Callable[[str], None]:
         worker = None
 
     def tell(message: str) -> None:
-        log.info("%s", message)
         if worker is None:
             log.warning("%s", message)
         else:
+            log.info("%s", message)
             worker.log_event(spec.topic, message)
 
     return tell

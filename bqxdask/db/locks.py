@@ -117,17 +117,16 @@ def run_of(cur: psycopg2.extensions.cursor, schema: str, application: str | None
     if len(parts) != 3 or parts[0] != "bqxdask":
         return None
     run_id = parts[1]
-    with contextlib.suppress(psycopg2.Error):
-        cur.execute("SAVEPOINT bqx_run_of")
+    cur.execute("SAVEPOINT bqx_run_of")  # a missing runs table (an older schema) must not abort the caller
+    try:
         cur.execute(sql.SQL("SELECT host, pid FROM {} WHERE run_id = %s").format(qualified(schema, "runs")),
                     (run_id,))
         row = cur.fetchone()
-        cur.execute("RELEASE SAVEPOINT bqx_run_of")
-        if row:
-            return RunInfo(run_id, row[0], row[1])
-    with contextlib.suppress(psycopg2.Error):
+    except psycopg2.Error:
         cur.execute("ROLLBACK TO SAVEPOINT bqx_run_of")
-    return RunInfo(run_id)
+        return RunInfo(run_id)
+    cur.execute("RELEASE SAVEPOINT bqx_run_of")
+    return RunInfo(run_id, row[0], row[1]) if row else RunInfo(run_id)
 
 
 def advisory_holder(cur: psycopg2.extensions.cursor, key: int) -> Session | None:

@@ -25,7 +25,7 @@ from psycopg2 import sql
 from .. import _faults
 from ..plan import Checkpoint
 from .connect import qualified, table_columns
-from .locks import lock_key
+from .locks import xact_lock
 from .source import PG_EPOCH_US, bars_row_dtype
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
@@ -203,7 +203,7 @@ def replace_rejected(
     """Replace the quarantined bars of one (pair, month) in ``<schema>.rejected_bars``."""
     with conn.cursor() as cur:
         # two runs replacing the same month at once would each keep their copy (no key on the table)
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "rejected_bars", pair, lo.isoformat()),))
+        xact_lock(cur, schema, "rejected_bars", pair, lo.isoformat())
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE pair = %s AND time >= %s AND time < %s").format(
                 qualified(schema, "rejected_bars")),
@@ -227,7 +227,7 @@ def replace_null_time_rejects(conn: psycopg2.extensions.connection, schema: str,
     """Replace the quarantined rows of ``pair`` that have no time (NULL ``time`` in the source)."""
     table = qualified(schema, "rejected_bars")
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "rejected_bars", pair, "null-time"),))
+        xact_lock(cur, schema, "rejected_bars", pair, "null-time")
         cur.execute(sql.SQL("DELETE FROM {} WHERE pair = %s AND time IS NULL").format(table), (pair,))
         if reasons:
             buf = io.StringIO("".join(f"{pair}\t\\N\t{_text_escape(r)}\t{run_id}\n" for r in reasons))
