@@ -163,7 +163,7 @@ def run_features(
             if client is not None or cfg.cluster.scheduler_address:
                 check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
             if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
-                from .probes import require_workers_ready
+                from .readiness.probes import require_workers_ready
 
                 require_workers_ready(dask_client, url,
                                       cfg.output.parquet_dir if cfg.output.write_parquet else None,

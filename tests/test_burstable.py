@@ -11,9 +11,10 @@ from dbutil import load_bars
 from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
-from bqxdask import burstable, readiness
+from bqxdask import readiness
 from bqxdask.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
-from bqxdask.findings import OK, WARN
+from bqxdask.readiness import burstable
+from bqxdask.readiness.findings import OK, WARN
 
 SRC = "src_burst"
 

@@ -18,7 +18,11 @@ from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
+from bqxdask.db.budget import connections_needed
+from bqxdask.estimate import sql_row_bytes
 from bqxdask.features import registry
+from bqxdask.readiness import cluster, database, machine, orchestrate, sizing, software
+from bqxdask.readiness.findings import guard
 
 SRC = "src_check"
 PASSWORD = "Pw-s3cret-9x"
@@ -261,22 +265,22 @@ def test_running_embedded_server_is_used(pg_server, tmp_path, source):
 
 # -- pure helpers -----------------------------------------------------------------------------
 def test_a_crashing_check_becomes_a_failed_line():
-    def _machine(cfg, facts):
+    def crashing(cfg):
         raise KeyError("boom")
 
-    (line,) = readiness._each("machine", "check failed", _machine, None, readiness.Facts())
+    (line,) = guard("machine", "check failed", crashing, None)
     assert (line.group, line.status) == ("machine", "fail")
     assert "could not be checked: KeyError" in line.detail and "fix:" in line.detail
 
 
 def test_helpers():
-    assert readiness.connections_needed(60, 2) == 121
-    assert readiness.connections_needed(8, 2, urls_on_server=2) == 34
+    assert connections_needed(60, 2) == 121
+    assert connections_needed(8, 2, urls_on_server=2) == 34
     # bqx: 33 float8 columns + time: 4 + 32 (header + bitmap) + 272 + 23 (index)
-    assert readiness.sql_row_bytes(33) == 4 + 32 + 8 * 34 + 23
-    assert readiness._simple_version_ok("2.2.1", ">=2.2,<3.2") is True
-    assert readiness._simple_version_ok("3.2.0", ">=2.2,<3.2") is False
-    assert readiness._version_ok("0.8.2", "==0.8.2") is True
+    assert sql_row_bytes(33) == 4 + 32 + 8 * 34 + 23
+    assert readiness.version_ok("2.2.1", ">=2.2,<3.2") is True
+    assert readiness.version_ok("3.2.0", ">=2.2,<3.2") is False
+    assert readiness.version_ok("0.8.2", "==0.8.2") is True
     req = readiness.Requirement.parse('dask[dataframe,distributed]>=2025.1,<2027')
     assert (req.name, req.extras, req.specifier) == ("dask", ("dataframe", "distributed"), ">=2025.1,<2027")
     assert not readiness.Requirement.parse('tomli>=2.0; python_version < "3.10"').applies()
@@ -328,3 +332,123 @@ def test_cli_exit_codes_and_no_traceback(pg_url, tmp_path, source):
     report = json.loads(bad.stdout)
     assert report["verdict"] == "NOT READY"
     assert _check(report, "plan", "memory")["status"] == "fail"
+
+
+# -- the groups, given the facts of the groups before them (no database, no cluster) ----------
+GiB = 2**30
+NO_DB = "postgresql+psycopg2://etl@127.0.0.1:1/fx"  # never connected to by these tests
+
+
+def _host(**changes) -> machine.Host:
+    base = dict(logical=8, physical=4, usable=8, cpus=8, memory_total=16 * GiB, memory_available=10 * GiB,
+                memory_limit=16 * GiB, memory_usage=None, load=(0.5, 0.5, 0.5), system="Linux", release="6.1",
+                machine="x86_64", python="3.11.9", implementation="CPython")
+    return machine.Host(**{**base, **changes})
+
+
+def test_machine_group_inside_a_container_reports_its_limit_and_usage(tmp_path):
+    cfg = _config(NO_DB, tmp_path)
+    host = _host(cpus=2, memory_limit=4 * GiB, memory_usage=3 * GiB, load=(20.0, 20.0, 1.0))
+    facts, checks = machine.machine_group(cfg, host, ">=3.99")
+    by_name = {c.name: c for c in checks}
+    # available = the container's limit minus what it holds, not the host's 10 GiB
+    assert facts == machine.MachineFacts(cpus=2, mem_available=GiB)
+    mem = by_name["memory"]
+    assert mem.values == {"total_bytes": 4 * GiB, "available_bytes": GiB}
+    assert "(container limit 4.00 GiB, host 16.00 GiB)" in mem.detail
+    assert by_name["CPUs"].values["quota"] == 2 and "container CPU quota 2" in by_name["CPUs"].detail
+    assert by_name["load"].status == "warn" and "on 2 CPUs" in by_name["load"].detail
+    assert by_name["Python"].status == "fail" and "needs >=3.99" in by_name["Python"].detail
+    assert {"disk (Parquet)", "disk (runs)"} <= set(by_name) and "disk (embedded DB)" not in by_name
+    assert by_name["disk (Parquet)"].status != "fail"
+    assert list(tmp_path.iterdir()) == []  # the write probes left nothing behind
+
+
+def test_machine_group_without_a_container_limit(tmp_path):
+    facts, checks = machine.machine_group(_config(NO_DB, tmp_path), _host(memory_usage=15 * GiB), ">=3.10")
+    assert facts == machine.MachineFacts(cpus=8, mem_available=10 * GiB)  # the usage of no limit is no news
+    by_name = {c.name: c for c in checks}
+    assert by_name["CPUs"].values["quota"] is None and "quota" not in by_name["CPUs"].detail
+    assert "container" not in by_name["memory"].detail
+    assert by_name["load"].status == "ok" and by_name["Python"].status == "ok"
+
+
+def test_a_disk_line_fails_where_a_file_stands_in_the_way(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    (line,) = machine.disk_checks([("Parquet", str(tmp_path / "a-file" / "parquet"))])
+    assert line.status == "fail" and f"{tmp_path / 'a-file'} is a file, not a directory" in line.detail
+    assert "fix:" in line.detail
+
+
+def test_cgroup_memory_usage_reads_the_first_readable_file(tmp_path):
+    (tmp_path / "usage").write_text("123456789\n")
+    assert machine.cgroup_memory_usage((str(tmp_path / "missing"), str(tmp_path / "usage"))) == 123456789
+    assert machine.cgroup_memory_usage((str(tmp_path / "missing"),)) is None
+
+
+def test_plan_group_against_the_machine_facts(tmp_path):
+    cfg = _config(NO_DB, tmp_path, cluster={"n_workers": 4, "memory_limit": "1GiB"})
+    facts, checks = cluster.plan_group(cfg, machine.MachineFacts(cpus=2, mem_available=3 * GiB))
+    assert (facts.workers, facts.threads_per_worker, facts.worker_memory) == (4, 1, GiB)
+    assert facts.families == tuple(registry.all_families()) and facts.warmup > 0
+    by_name = {c.name: c for c in checks}
+    mem = by_name["memory"]
+    assert mem.status == "fail" and mem.values["needed_bytes"] == 4 * GiB
+    # 80 % of 3 GiB holds two 1 GiB workers, or four of 512 MiB
+    assert "4 workers × 1.0 GiB = 4.0 GiB > 3.0 GiB available" in mem.detail
+    assert "fix: --workers 2 or --memory-limit 512MiB" in mem.detail
+    cpus = by_name["CPUs"]
+    assert cpus.status == "warn" and "4 on 2 CPUs" in cpus.detail and "fix: --workers 2" in cpus.detail
+    assert by_name["families"].status == "ok"
+    # the machine group failed: the plan says what it cannot judge instead of guessing
+    _, checks = cluster.plan_group(cfg, machine.MachineFacts())
+    assert {c.name: c.status for c in checks}["memory"] == "warn"
+
+
+def test_unit_memory_grows_with_the_counted_rows(tmp_path):
+    cfg = _config(NO_DB, tmp_path)
+    plan = cluster.PlanFacts(workers=2, threads_per_worker=1, worker_memory=GiB, families=("bqx",), warmup=0)
+    (small,) = cluster.unit_memory_check(cfg, plan, {"eurusd": {"2017-02": 1_000}})
+    (large,) = cluster.unit_memory_check(cfg, plan, {"eurusd": {"2017-02": 2_000_000}})
+    assert small.status == "ok" and small.values["rows"] == 1_000
+    assert large.status == "warn" and large.values["estimate_bytes"] > small.values["estimate_bytes"]
+    assert "fix: --memory-limit" in large.detail
+    assert cluster.unit_memory_check(cfg, cluster.PlanFacts(), {}) == []  # no families: nothing to estimate
+
+
+def test_sizing_group_uses_the_counted_rows_or_says_why_it_assumed(tmp_path):
+    cfg = _config(NO_DB, tmp_path, pairs=("eurusd", "gbpusd"))
+    plan = cluster.PlanFacts(families=("bqx",))
+    counted = database.DatabaseFacts(rows={"eurusd": {"2017-02": 1_000}})
+    parquet = {c.name: c for c in sizing.sizing_group(cfg, plan, counted)}["Parquet"]
+    # gbpusd was not counted: one month of it is assumed
+    assert parquet.values["rows"] == 1_000 + cluster.ASSUMED_BARS_PER_MONTH
+    assert "gbpusd: no usable table, assumed" in parquet.detail
+    unreachable = database.DatabaseFacts(reason="the database is not reachable")
+    parquet = {c.name: c for c in sizing.sizing_group(cfg, plan, unreachable)}["Parquet"]
+    assert parquet.values["rows"] == 2 * cluster.ASSUMED_BARS_PER_MONTH
+    assert "rows assumed" in parquet.detail and "the database is not reachable" in parquet.detail
+
+
+def test_software_group_given_a_requirement_list():
+    lines = ["dask[distributed]>=2025.1", "numpy<1", "surely-not-installed-bqx>=1", 'tomli>=2; python_version < "3"']
+    checks = software.dependencies_group(lines, "a test")
+    by_name = {c.name: c for c in checks}
+    assert by_name["dask"].status == "ok" and by_name["dask"].values["required"] == ">=2025.1"
+    assert by_name["distributed"].values["via"] == "dask[distributed]"  # what the extra pulls in
+    assert by_name["numpy"].status == "fail" and "needs <1" in by_name["numpy"].detail
+    missing = by_name["surely-not-installed-bqx"]
+    assert missing.status == "fail" and missing.detail.startswith("not installed, needs >=1")
+    assert "tomli" not in by_name  # its marker does not hold here
+    assert checks[-1].name == "TA-Lib works"
+    (none,) = software.dependencies_group([], "nowhere")
+    assert none.status == "warn" and "nowhere" in none.detail
+
+
+def test_a_group_that_raises_leaves_unknown_facts_and_one_line():
+    def boom(cfg):
+        raise RuntimeError("no luck\nsecond line")
+
+    facts, (line,) = orchestrate.in_group("plan", cluster.PlanFacts(), boom, None)
+    assert facts == cluster.PlanFacts() and line.group == "plan" and line.status == "fail"
+    assert line.detail.startswith("could not be checked: RuntimeError: no luck;")

@@ -22,8 +22,9 @@ from dbutil import load_bars, query
 from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
-from bqxdask import neighbours, readiness
+from bqxdask import readiness
 from bqxdask.db.urls import DbTarget
+from bqxdask.readiness import neighbours
 
 SRC = "src_neighbours"
 RUN_ID = "20261201T000000Z-beef"

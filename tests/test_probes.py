@@ -5,6 +5,7 @@ Against the session's real LocalCluster (two worker processes) and real PostgreS
 
 from __future__ import annotations
 
+import pickle
 import socket
 import time
 
@@ -12,10 +13,12 @@ import pytest
 from dbutil import query
 from pipeline_util import make_config, unique_schema
 
-from bqxdask import probes, readiness
+from bqxdask import readiness
 from bqxdask.db.urls import DbTarget
 from bqxdask.errors import ConfigError
-from bqxdask.findings import FAIL, OK, WARN
+from bqxdask.outputs import locations
+from bqxdask.readiness import probes
+from bqxdask.readiness.findings import FAIL, OK, WARN
 
 
 def _workers(client) -> list[str]:
@@ -30,7 +33,7 @@ def _wrong_database(url: str) -> str:
 
 
 def test_every_worker_reaches_the_database_and_the_parquet_dir(pg_url, tmp_path, dask_client):
-    parquet = tmp_path / "out" / "parquet"  # does not exist yet: created for the probe, then removed
+    parquet = tmp_path / "out" / "parquet"  # does not exist yet: probed at its nearest existing parent
     t0 = time.perf_counter()
     checks = probes.probe_workers(dask_client, pg_url, str(parquet))
     seconds = time.perf_counter() - t0
@@ -188,3 +191,36 @@ def test_check_with_a_scheduler_fails_on_a_worker_that_cannot_write(pg_url, tmp_
     text = " ".join(result.to_text().split())
     for c in access:
         assert f"❌ worker access {c['values']['worker']} on host" in text
+
+
+# -- the one write probe (bqxdask.outputs.locations), which the workers run -------------------
+def test_the_write_probe_leaves_nothing_and_creates_no_directory(tmp_path):
+    locations.probe_location(str(tmp_path / "out" / "parquet"))  # judged at tmp_path, its nearest parent
+    assert list(tmp_path.iterdir()) == []
+    probe = locations.write_probe(str(tmp_path))
+    (written,) = tmp_path.iterdir()
+    assert written.name.startswith(locations.PROBE) and written.read_bytes() == locations.PROBE_BYTES
+    probe.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_write_probe_on_an_fsspec_url():
+    import fsspec
+
+    locations.probe_location("memory://bqx-probe-test/parquet")
+    assert fsspec.filesystem("memory").find("/bqx-probe-test") == []
+
+
+def test_an_unusable_location_is_one_line_naming_the_key(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(locations.UnwritableLocation) as info:
+        locations.probe_location(str(tmp_path / "a-file" / "parquet"))
+    assert info.value.not_a_directory and info.value.where == str(tmp_path / "a-file")
+    assert pickle.loads(pickle.dumps(info.value)).where == info.value.where  # crosses a process boundary
+    with pytest.raises(ConfigError) as info:
+        locations.check_location(str(tmp_path / "a-file" / "parquet"), "output.parquet_dir")
+    message = str(info.value)
+    assert message.startswith("output.parquet_dir = ") and "is a file, not a directory" in message
+    assert "\n" not in message and "fix:" in message
+    with pytest.raises(ConfigError, match=r"^run.runs_dir = 'nosuchproto://x' is not a usable location .*fix:"):
+        locations.check_location("nosuchproto://x", "run.runs_dir")

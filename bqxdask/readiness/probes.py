@@ -9,14 +9,16 @@ scheduler they may not, and two mistakes then only show an hour into a run:
 
 :func:`probe_workers` runs a tiny probe on every worker (``client.run``: outside the task
 queue, so a busy cluster answers at once) that connects with the run's URL and asks the
-server who it is, and writes and removes a file in the Parquet location. The client first
-writes a marker file there and asks its own server the same question, so the verdicts rest
+server who it is, and writes, reads back and removes a file in the Parquet location — the one
+write probe of :mod:`bqxdask.outputs.locations`, which judges a directory that does not exist
+yet at its nearest existing parent. The client first writes its own probe file there, keeps it
+while the workers look for it, and asks its own server the same question, so the verdicts rest
 on what the workers see, not on guesses from host names: a worker that reaches a different
 server, or does not see the client's marker, gets a ❌ naming it and the fix. Host names
 (``socket.gethostname``) only explain the failure. :func:`require_workers_ready` is the
 one-line-error form the pipeline calls before ``features`` starts.
 
-Cost: one connection and two small file operations per worker and one round trip, about
+Cost: one connection and three small file operations per worker and one round trip, about
 0.1 s on two local workers.
 """
 
@@ -24,14 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import posixpath
 import socket
 import time
-import uuid
+from dataclasses import replace
 from typing import Any
 
-from .db.urls import DbTarget, scrub
-from .errors import BqxError, ConfigError
+from ..db.urls import DbTarget, scrub
+from ..errors import BqxError, ConfigError
+from ..outputs.locations import UnwritableLocation, is_remote, probe_location, write_probe
 from .findings import FAIL, OK, WARN, Check, first_line
 
 #: seconds a worker may take to answer before it is reported as hanging
@@ -55,7 +57,7 @@ def server_identity(url: str, application_name: str) -> str:
     """What identifies the database ``url`` reaches (see ``_IDENTITY_SQL``); BqxError if it cannot connect."""
     import psycopg2
 
-    from .db.connect import connect
+    from ..db.connect import connect
 
     conn = connect(url, application_name=application_name, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
     try:
@@ -80,57 +82,14 @@ def _reach(url: str, application_name: str) -> dict[str, Any]:
     return {"ok": True, "identity": identity, "ms": round(1000 * (time.perf_counter() - t0), 1)}
 
 
-def _makedirs(fs: Any, base: str) -> list[str]:
-    """Create ``base``; return the local directories this created, deepest first (to remove)."""
-    created = []
-    if _is_local_fs(fs):
-        d = base
-        while d and not os.path.exists(d) and d != posixpath.dirname(d):
-            created.append(d)
-            d = posixpath.dirname(d)
-    fs.makedirs(base, exist_ok=True)
-    return created
-
-
-def _remove(fs: Any, path: str | None, created: list[str]) -> None:
-    if path is not None and fs.exists(path):
-        fs.rm(path)
-    for d in created:
-        try:
-            os.rmdir(d)  # only if empty: another probe may be writing in it
-        except OSError:
-            break
-
-
 def _write_and_remove(root: str) -> dict[str, Any]:
-    from .outputs.parquet import filesystem
-
-    path, created, fs = None, [], None
     try:
-        fs, base = filesystem(root)
-        for attempt in range(3):  # a concurrent probe may remove a directory it created
-            try:
-                created = _makedirs(fs, base) or created
-                path = posixpath.join(base, f".bqxdask-probe-{socket.gethostname()}-{os.getpid()}-"
-                                            f"{uuid.uuid4().hex[:8]}.tmp")
-                fs.pipe_file(path, b"bqxdask probe\n")
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        if fs.cat_file(path) != b"bqxdask probe\n":
-            return {"ok": False, "error": "the file read back differs from what was written"}
-        fs.rm(path)
-        path = None
-        return {"ok": True}
-    except Exception as exc:
+        probe_location(root)
+    except UnwritableLocation as exc:
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:  # a filesystem that is not installed there, any backend's own error
         return {"ok": False, "error": f"{type(exc).__name__}: {first_line(exc)}"}
-    finally:
-        if fs is not None:
-            try:
-                _remove(fs, path, created)
-            except Exception:  # the verdict is what matters; a leftover probe file is harmless
-                pass
+    return {"ok": True}
 
 
 def probe_here(urls: list[str], parquet_dir: str | None, marker: str | None, application_name: str) -> dict[str, Any]:
@@ -140,7 +99,7 @@ def probe_here(urls: list[str], parquet_dir: str | None, marker: str | None, app
     if parquet_dir is not None:
         out["storage"] = _write_and_remove(parquet_dir)
         if marker is not None:
-            from .outputs.parquet import filesystem
+            from ..outputs.parquet import filesystem
 
             try:
                 out["storage"]["sees_marker"] = bool(filesystem(parquet_dir)[0].exists(marker))
@@ -185,31 +144,24 @@ def probe_workers(client: Any, url: str | None, parquet_dir: str | None, *, read
             mine[u] = server_identity(u, application_name)
         except BqxError:
             mine[u] = None  # the database group reports an unreachable server
-    fs = path = None
-    created: list[str] = []
+    marker = None
     if parquet_dir is not None:
-        from .outputs.parquet import filesystem
-
-        try:
-            fs, base = filesystem(parquet_dir)
-            created = _makedirs(fs, base)
-            path = posixpath.join(base, f".bqxdask-probe-client-{uuid.uuid4().hex[:8]}.tmp")
-            fs.pipe_file(path, b"bqxdask probe\n")
+        try:  # the client's own probe file stays while the workers look for it
+            marker = write_probe(parquet_dir)
         except Exception:  # this machine's disk line reports an unwritable location
-            path = None
+            marker = None
     try:
-        answers = client.run(_probe_async, urls, parquet_dir, path, application_name, timeout, on_error="return")
+        answers = client.run(_probe_async, urls, parquet_dir, marker.path if marker else None, application_name,
+                             timeout, on_error="return")
     finally:
-        if fs is not None:
+        if marker is not None:
             try:
-                _remove(fs, path, created)
-            except Exception:
+                marker.remove()
+            except UnwritableLocation:  # the verdicts are what matter; a leftover probe file is harmless
                 pass
-    checks = [_verdict(addr, answer, urls, mine, parquet_dir, path is not None, me)
+    checks = [_verdict(addr, answer, urls, mine, parquet_dir, marker is not None, me)
               for addr, answer in sorted(answers.items())]
-    for c in checks:
-        c.detail = scrub(c.detail, *secrets)
-    return checks
+    return [replace(c, detail=scrub(c.detail, *secrets)) for c in checks]
 
 
 def require_workers_ready(client: Any, url: str | None, parquet_dir: str | None, **kwargs: Any) -> list[Check]:
@@ -277,7 +229,7 @@ def _verdict(addr: str, answer: Any, urls: list[str], mine: dict[str, str | None
         elif marked and not storage.get("sees_marker"):
             problems.append((FAIL, f"does not see the files this client writes in {parquet_dir}: the units would "
                                    f"be scattered over the workers' own disks; {shared}"))
-        elif not marked and host != me and _is_local_path(parquet_dir):
+        elif not marked and host != me and not is_remote(parquet_dir):
             problems.append((FAIL, f"{parquet_dir} is a local path on a worker of another host: the units would be "
                                    f"scattered over the workers' own disks; {shared}"))
         else:
@@ -301,12 +253,3 @@ def _local_only(target: DbTarget) -> bool:
     """Whether the URL reaches a server only on the host it is used on (socket, localhost)."""
     host = dict(target.query).get("host") or target.host
     return host is None or host.startswith("/") or host.lower() in _LOCAL_HOSTS or host.startswith("127.")
-
-
-def _is_local_fs(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return bool({"file", "local"} & set(protocol))
-
-
-def _is_local_path(root: str) -> bool:
-    return "://" not in root or root.startswith("file://")

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import Config
+from ..estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
+from .cluster import PlanFacts, planned_rows
 from .findings import OK, WARN, Check
 
 #: where Linux exposes the DMI product name (the second is the same file on older kernels)
@@ -86,6 +89,19 @@ def burstable_type(name: str | None) -> Burstable | None:
     return Burstable(key, *CREDIT_TABLE[key])
 
 
+def instance_group(cfg: Config, plan: PlanFacts, rows: Mapping[str, Mapping[str, int]], *,
+                   paths: Iterable[str] = DMI_PRODUCT_FILES) -> list[Check]:
+    """The instance line against the planned run: its CPU time from the counted source ``rows`` and the
+    task seconds per row that :mod:`bqxdask.estimate` measured on recent runs."""
+    per_row, _ = measured_seconds_per_row(cfg.run.runs_dir)
+    n_rows = planned_rows(cfg, rows)[0]
+    core = n_rows * (DEFAULT_PREPARE_SECONDS_PER_ROW
+                     + sum(per_row.get(f, max(per_row.values())) for f in plan.families)) if plan.families else None
+    threads = (plan.workers or 0) * (plan.threads_per_worker or 1) or None
+    line = instance_check(core, threads, paths=paths)
+    return [line] if line else []
+
+
 def instance_check(core_seconds: float | None, threads: int | None, *,
                    paths: Iterable[str] = DMI_PRODUCT_FILES) -> Check | None:
     """The machine group's "instance" line; None when the DMI product name is not readable.
@@ -134,6 +150,7 @@ def instance_check(core_seconds: float | None, threads: int | None, *,
 
 
 def _duration(minutes: float) -> str:
+    # not dask.utils.format_time ("20hr 0m"): the line reads, and is tested, as "~20.0 h"
     if minutes < 90:
         return f"{max(1, math.ceil(minutes))} min"
     return f"{minutes / 60:.1f} h"
