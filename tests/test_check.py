@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from dbutil import load_bars, query
-from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
 from bqxdask.features import registry
+from bqxdask.testing import eurusd
 
 SRC = "src_check"
 PASSWORD = "Pw-s3cret-9x"
