@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.bqxdask-installed
 CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
 
-.PHONY: features test test-slow test-all bench lint db-start db-stop clean venv
+.PHONY: features test test-fast test-slow test-all bench lint db-start db-stop clean venv
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ features: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# No PostgreSQL, no Dask cluster, nothing slow (markers set in tests/conftest.py): seconds, not minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not db and not cluster and not slow" $(PYTEST_ARGS)
+
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
@@ -40,6 +44,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bqxdask tests benchmarks
+	$(BIN)/ruff format --check bqxdask tests benchmarks
 
 db-start: $(STAMP)
 	$(BIN)/bqxdask db start --config $(CONFIG)

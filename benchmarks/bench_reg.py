@@ -1,7 +1,7 @@
 """Benchmark of the rolling polynomial regression kernel (SPEC §4.6) on one real pair.
 
 Run ``.venv/bin/python benchmarks/bench_reg.py``. One run measures, on EURUSD 2017-01..02
-(HistData, 60,279 one-minute bars, through ``tests/fxdata.py``):
+(HistData, 60,279 one-minute bars, through ``bqxdask.testing``):
 
 1. the kernel against rolling ``np.polyfit`` (the naive baseline) for the default windows
    and degree 2. A polyfit per row over the whole series takes ~20 s, so the baseline is
@@ -36,16 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bqxdask import compute_features
+from bqxdask.config import RegParams
+from bqxdask.features import reg
+from bqxdask.features._reg_fast import fallback_rows
+from bqxdask.features._reg_kernel import rolling_polyfit_dd
+from bqxdask.testing import eurusd
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from fxdata import eurusd  # noqa: E402
-
-from bqxdask import compute_features  # noqa: E402
-from bqxdask.config import RegParams  # noqa: E402
-from bqxdask.features import reg  # noqa: E402
-from bqxdask.features._reg_fast import fallback_rows  # noqa: E402
-from bqxdask.features._reg_kernel import rolling_polyfit_dd  # noqa: E402
 
 DEFAULT_WINDOWS = RegParams().windows
 POLYFIT_SAMPLE_ROWS = 300

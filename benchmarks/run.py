@@ -12,10 +12,6 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

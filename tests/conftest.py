@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
+from bqxdask.db.embedded import EmbeddedPostgres
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 # The developer's shell must not configure the tests: a BQX_CLUSTER__N_WORKERS, BQX_DATABASE_URL,
 # BQX_CONFIG or BQX_FAULT exported there would reach every in-process load_config and every
 # worker of the session's LocalCluster (which inherit this environment). BQX_FX_DATA only says
-# where the real bars are (tests/fxdata.py) and is no config key, so it stays.
+# where the real bars are (bqxdask/testing.py) and is no config key, so it stays.
 for _name in [n for n in os.environ if n.startswith("BQX_") and n != "BQX_FX_DATA"]:
     del os.environ[_name]
+
+
+#: fixtures whose tests need the embedded PostgreSQL (marker ``db``) or a Dask cluster (``cluster``)
+DB_FIXTURES = frozenset({"pg_server", "pg_url"})
+CLUSTER_FIXTURES = frozenset({"dask_client"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test by what it starts, through any fixture it uses, directly or not:
+    ``-m "not db and not cluster and not slow"`` (``make test-fast``) is the subset that needs
+    neither a server nor a cluster."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & DB_FIXTURES:
+            item.add_marker(pytest.mark.db)
+        if used & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

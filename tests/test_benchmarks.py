@@ -3,7 +3,7 @@
 Nothing here is timed or judged — the benchmark is a report, its PASS/MISS lines are its
 findings. What is checked: ``benchmarks/run.py --quick`` runs the pipeline benchmark on one
 pair-month against a scratch PostgreSQL, exits 0, prints the table and a verdict per target,
-writes its JSON; and the old way of ``benchmarks/_baseline.py`` computes the same values as
+writes its JSON; and the old way of ``benchmarks/old_way.py`` computes the same values as
 bqxdask, so the "before" column times the same work.
 """
 
@@ -28,15 +28,15 @@ from bqxdask.ingest.seed import generate_bars
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_baseline():
-    """benchmarks/_baseline.py by its path: no benchmarks/ folder on sys.path for the other tests."""
-    spec = importlib.util.spec_from_file_location("bench_baseline", REPO / "benchmarks" / "_baseline.py")
+def load_old_way():
+    """benchmarks/old_way.py by its path: the benchmarks are scripts, not a package on sys.path."""
+    spec = importlib.util.spec_from_file_location("old_way", REPO / "benchmarks" / "old_way.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-old = _load_baseline()
+old = load_old_way()
 
 TARGETS = ("end_to_end", "read", "compute", "memory", "scaling")
 

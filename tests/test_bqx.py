@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fxdata import assert_close, eurusd, fxcm_mid
 
 from bqxdask import compute_features
 from bqxdask.features import registry
+from bqxdask.testing import assert_spec, eurusd, fxcm_mid
 
 WINDOWS = (15, 30, 45, 60, 75)
 
@@ -42,7 +42,7 @@ def test_bqx_equals_independent_whole_series(bars):
     assert list(got.columns) == registry.get("bqx").column_names(registry.FamiliesConfig())
     assert len(got) == len(frame)
     for name, expected in ref.items():
-        assert_close(got[name].to_numpy(), expected, 1e-9, name=name)
+        assert_spec(got[name].to_numpy(), expected, "bqx", name, name=name)
     # warm-up rows are NaN, the first full window is defined
     for w in WINDOWS:
         col = got[f"w{w}_bqx_return"].to_numpy()

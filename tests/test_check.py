@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from dbutil import load_bars, query
-from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
@@ -23,6 +22,7 @@ from bqxdask.estimate import sql_row_bytes
 from bqxdask.features import registry
 from bqxdask.readiness import cluster, database, machine, orchestrate, sizing, software
 from bqxdask.readiness.findings import guard
+from bqxdask.testing import eurusd
 
 SRC = "src_check"
 PASSWORD = "Pw-s3cret-9x"

@@ -19,12 +19,12 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 from dbutil import load_bars, query
-from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
 from bqxdask.db.urls import DbTarget
 from bqxdask.readiness import neighbours
+from bqxdask.testing import eurusd
 
 SRC = "src_neighbours"
 RUN_ID = "20261201T000000Z-beef"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from dbutil import load_bars
-from fxdata import eurusd
+
+from bqxdask.testing import eurusd
 
 REPO = Path(__file__).resolve().parents[1]
 

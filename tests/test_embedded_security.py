@@ -26,6 +26,9 @@ from bqxdask.db.pgauth import hba_admits_without_password, hba_text
 from bqxdask.db.urls import DbTarget
 from bqxdask.errors import ConfigError
 
+#: every test here starts embedded servers of its own (not the pg_server fixture)
+pytestmark = pytest.mark.db
+
 #: pg_hba.conf exactly as bqxdask wrote it before this fix
 OLD_HBA = (
     "# bqxdask embedded PostgreSQL: superuser trusted locally, every other role by password\n"

@@ -1,7 +1,7 @@
 """Ingest (SPEC §3, §7 ``seed`` and ``import``, §10) against a real PostgreSQL and real bar files.
 
 Expected values come from independent readings of the files (the plain ``csv`` module, or
-:mod:`fxdata`'s pandas reading), never from the importer itself.
+:mod:`bqxdask.testing`'s pandas reading), never from the importer itself.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fxdata import data_dir, eurusd, fxcm_mid, histdata_files
 from psycopg2 import sql
 
 from bqxdask.config import ALL_PAIRS
@@ -30,6 +29,7 @@ from bqxdask.ingest import (
     seed_database,
 )
 from bqxdask.ingest.seed import ANCHOR_USD_VALUE, iter_month_bars
+from bqxdask.testing import data_dir, eurusd, fxcm_mid, histdata_files
 
 _schemas = itertools.count()
 

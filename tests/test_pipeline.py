@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from dbutil import load_bars, query, read_table
-from fxdata import eurusd
 from pipeline_util import assert_family_equal, make_config, unique_schema
 
 import bqxdask
 from bqxdask import compute_features
 from bqxdask.features import registry
 from bqxdask.pipeline import run_features
+from bqxdask.testing import eurusd
 
 SRC = "src_pipeline"
 

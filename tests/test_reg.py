@@ -41,7 +41,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-from fxdata import eurusd, fxcm_mid
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
@@ -49,6 +48,7 @@ from bqxdask.errors import ConfigError
 from bqxdask.features import families_config, reg, registry
 from bqxdask.features._reg_fast import fallback_rows
 from bqxdask.features._reg_kernel import rolling_polyfit_dd
+from bqxdask.testing import assert_spec, eurusd, fxcm_mid
 
 DEGREES = (1, 2, 3)
 WINDOWS = (15, 630, 2880)
@@ -160,38 +160,6 @@ def noise_floor(y: np.ndarray, window: int, rows: np.ndarray) -> np.ndarray:
     return NOISE_ULPS * EPS * np.array([np.abs(y[t - window + 1 : t + 1]).max() for t in rows])
 
 
-def tolerance(name: str, expected: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
-    """The §4.9 bound on |Δ| per value (s = median |ref| of the column over these rows)."""
-    if name.endswith("r2"):
-        tol = np.full(expected.shape, 1e-8)
-    elif name.endswith("rmse"):
-        tol = 1e-7 * np.abs(expected)
-    else:
-        s = np.nanmedian(np.abs(expected))
-        tol = 1e-9 * np.maximum(s, np.abs(expected))
-    if floor is not None and name.endswith(("rmse", "resid")):
-        tol = np.maximum(tol, floor)
-    return tol
-
-
-def assert_within(name: str, actual: np.ndarray, expected: np.ndarray, *, scale: float = 1.0,
-                  floor: np.ndarray | None = None) -> float:
-    """Assert ``|Δ| ≤ scale·tolerance`` (NaN exactly where the reference is NaN); return max |Δ|/tol."""
-    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
-    tol = tolerance(name, expected, floor)
-    both_nan = np.isnan(actual) & np.isnan(expected)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta = np.abs(actual - expected)
-        ratio = np.where(both_nan | (delta == 0), 0.0, delta / tol)
-    ratio = np.where(np.isnan(ratio), np.inf, ratio)  # NaN on one side only
-    worst = int(np.argmax(ratio))
-    assert ratio[worst] <= scale, (
-        f"{name}: |Δ| = {abs(actual[worst] - expected[worst]):.3g} at sample {worst} is "
-        f"{ratio[worst]:.3g}× the tolerance (×{scale}); got {actual[worst]!r}, expected {expected[worst]!r}"
-    )
-    return float(ratio.max())
-
-
 def sample_rows(y: np.ndarray, window: int, got: dict[str, np.ndarray], n_random: int = 120) -> np.ndarray:
     """First full window, last row, random rows, quietest windows, r² nearest 1 and nearest 0."""
     n = len(y)
@@ -223,7 +191,7 @@ def test_reg_equals_polyfit_on_each_window(series, name, degree, window):
     ref = polyfit_reference(y, window, degree, rows)
     for out, expected in ref.items():
         col = f"w{window}_{out}"
-        assert_within(col, got[col][rows], expected)
+        assert_spec(got[col][rows], expected, "reg", col)
         # whole series: NaN exactly on the first W−1 rows, finite after
         assert np.isnan(got[col][: window - 1]).all()
         assert np.isfinite(got[col][window - 1 :]).all(), col
@@ -242,8 +210,8 @@ def test_polyfit_reference_is_trustworthy_and_kernel_beats_it(series, name, wind
         exact = exact_reference(y, window, degree, rows)
         fitted = polyfit_reference(y, window, degree, rows)
         for out, expected in exact.items():
-            assert_within(f"polyfit {out}", fitted[out], expected)
-            assert_within(f"w{window}_{out}", got[f"w{window}_{out}"][rows], expected, scale=0.01)
+            assert_spec(fitted[out], expected, "reg", f"polyfit {out}")
+            assert_spec(got[f"w{window}_{out}"][rows], expected, "reg", f"w{window}_{out}", scale=0.01)
 
 
 @pytest.mark.parametrize("degree", DEGREES)
@@ -257,7 +225,7 @@ def test_compiled_kernel_equals_double_double_on_every_row(series, degree):
             ref = rolling_polyfit_dd(y, window, degree)
             for out, expected in ref.items():
                 col = f"w{window}_{out}"
-                assert_within(col, got[col], expected, scale=0.01)
+                assert_spec(got[col], expected, "reg", col, scale=0.01)
 
 
 @pytest.mark.parametrize("window", WINDOWS)
@@ -269,7 +237,7 @@ def test_degree_1_equals_talib_linearreg_on_every_row(series, window):
         got = reg.reg(y, windows=(window,), degree=1)
         for fn, out in ((talib.LINEARREG, "pred"), (talib.LINEARREG_SLOPE, "lin"),
                         (talib.LINEARREG_INTERCEPT, "const")):
-            assert_within(f"w{window}_{out}", got[f"w{window}_{out}"], fn(y, timeperiod=window), scale=10.0)
+            assert_spec(got[f"w{window}_{out}"], fn(y, timeperiod=window), "reg", f"w{window}_{out}", scale=10.0)
 
 
 def _near_degenerate_series() -> dict[str, np.ndarray]:
@@ -300,7 +268,7 @@ def test_near_degenerate_windows_match_exact_least_squares(case):
             exact = exact_reference(y, window, degree, rows)
             floor = noise_floor(y, window, rows)
             for out, expected in exact.items():
-                assert_within(f"w{window}_{out}", got[f"w{window}_{out}"][rows], expected, floor=floor)
+                assert_spec(got[f"w{window}_{out}"][rows], expected, "reg", f"w{window}_{out}", noise=floor if out in ("rmse", "resid") else None)
 
 
 def test_nearly_exact_fits_are_redone_in_double_double_and_real_bars_are_not():
@@ -344,7 +312,7 @@ def test_flat_stretch_in_real_bars():
         ref = polyfit_reference(y, window, 2, rows)
         floor = noise_floor(y, window, rows)
         for out, expected in ref.items():
-            assert_within(f"w{window}_{out}", res[f"w{window}_{out}"].to_numpy()[rows], expected, floor=floor)
+            assert_spec(res[f"w{window}_{out}"].to_numpy()[rows], expected, "reg", f"w{window}_{out}", noise=floor if out in ("rmse", "resid") else None)
 
 
 # -------------------------------------------------------------------------------------------
@@ -367,7 +335,7 @@ def test_partitioned_run_equals_whole_series(degree):
             got = part.iloc[lookback:]
             assert got.index.equals(expected.index)
             for col in expected.columns:
-                assert_within(f"{fam} cut {cut} {col}", got[col].to_numpy(), expected[col].to_numpy())
+                assert_spec(got[col].to_numpy(), expected[col].to_numpy(), "reg", f"{fam} cut {cut} {col}")
             # the first row after the cut has full windows: nothing is NaN there
             assert np.isfinite(got.iloc[0].to_numpy()).all()
 
@@ -466,4 +434,4 @@ def test_every_row_equals_direct_least_squares():
     fit = a * last**2 + b * last + c
     expected = {"pred": fit + v[:, -1], "resid": -fit, "slope": 2 * a * last + b, "quad": a}
     for out, ref in expected.items():
-        assert_within(f"w{window}_{out}", got[f"w{window}_{out}"][window - 1 :], ref)
+        assert_spec(got[f"w{window}_{out}"][window - 1 :], ref, "reg", f"w{window}_{out}")

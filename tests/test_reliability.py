@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dbutil import load_bars, query
-from fxdata import eurusd
 from reliability_util import (
     cli_env,
     file_hashes,
@@ -29,6 +28,8 @@ from reliability_util import (
     wait_for,
     write_config,
 )
+
+from bqxdask.testing import eurusd
 
 SRC = "src_rel"
 FAMILIES = ["bqx", "statistics_rate", "technical_rate"]

@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from dbutil import load_bars
-from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import report
 from bqxdask.errors import OutputError
 from bqxdask.features import registry
 from bqxdask.pipeline import run_features
+from bqxdask.testing import eurusd
 
 SRC = "src_report"
 PAIR, MONTH = "eurusd", "2017-02"

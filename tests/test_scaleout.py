@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from dbutil import load_bars
-from fxdata import eurusd
 from reliability_util import cli_env, parquet_digest, run_cli, table_digest, wait_for, write_config
+
+from bqxdask.testing import eurusd
 
 DASK = str(Path(sys.executable).parent / "dask")
 SRC = "src_scale"

@@ -19,7 +19,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from dbutil import load_bars
-from fxdata import assert_close, eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import compute_features
@@ -40,6 +39,7 @@ from bqxdask.select import (
     run_select,
     targets_for,
 )
+from bqxdask.testing import assert_within, eurusd, relative
 
 SRC = "src_select"
 MONTHS = ("2017-01", "2017-03")
@@ -378,7 +378,7 @@ def test_no_family_looks_ahead():
                 e = ref[fam].iloc[: t + 1]
                 assert a.index.equals(e.index)
                 for col in e.columns:
-                    assert_close(a[col].to_numpy(), e[col].to_numpy(), 1e-9, name=f"{fam}.{col} t={t} variant {seed}")
+                    assert_within(a[col].to_numpy(), e[col].to_numpy(), relative(1e-9, e[col]), name=f"{fam}.{col} t={t} variant {seed}")
             if seed == 0:  # the future really changed
                 assert not np.allclose(got["bqx"]["rate_index"].to_numpy()[t + 1:],
                                        ref["bqx"]["rate_index"].to_numpy()[t + 1:])
@@ -395,7 +395,7 @@ def test_dataset_features_do_not_look_ahead():
     assert a.features == b.features and np.array_equal(a.row, b.row)
     past = a.row <= t
     for j, name in enumerate(a.features):
-        assert_close(b.X[past, j], a.X[past, j], 1e-9, name=name)
+        assert_within(b.X[past, j], a.X[past, j], relative(1e-9, a.X[past, j]), name=name)
     assert not np.array_equal(a.Y[~past], b.Y[~past])  # targets do look ahead, by definition
 
 

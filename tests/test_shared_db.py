@@ -15,7 +15,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from dbutil import load_bars, query
-from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 from reliability_util import (
     cli_env,
@@ -29,6 +28,7 @@ from reliability_util import (
 )
 
 from bqxdask.pipeline import run_features
+from bqxdask.testing import eurusd
 
 SRC = "src_shared"
 FAMILIES = ["bqx", "bollinger_rate"]

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import functools
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats
 import talib
-from fxdata import assert_close, eurusd, fxcm_mid
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
 from bqxdask.errors import ConfigError
 from bqxdask.features import families_config, registry
 from bqxdask.features import technical as technical_mod
+from bqxdask.testing import assert_spec, eurusd, fxcm_mid, padded, tolerance, tolerance_ratio
+from bqxdask.testing import reference_statistics as ref_statistics
 
 TRACK1 = ("bollinger_rate", "bollinger_bqx", "statistics_rate", "statistics_bqx", "technical_rate", "technical_bqx")
 CFG = families_config()
@@ -46,32 +45,15 @@ DATASETS = {
 }
 
 
-def tolerance(family: str, column: str) -> float:
-    """SPEC §4.9 relative tolerance (applied as rel·max(1, |ref|))."""
-    if family.startswith("technical"):
-        return 1e-7
-    if family.startswith("statistics") and column.split("_")[0] in ("skew", "kurt"):
-        return 1e-6
-    return 1e-9
-
-
 def assert_frame_close(family: str, got: pd.DataFrame, ref: dict[str, np.ndarray], where: str = "") -> None:
     assert list(got.columns) == list(ref), f"{family}: columns {list(got.columns)} != {list(ref)}"
     for name, expected in ref.items():
-        assert_close(got[name].to_numpy(), expected, tolerance(family, name), name=f"{family}.{name}{where}")
+        assert_spec(got[name].to_numpy(), expected, family, name, name=f"{family}.{name}{where}")
 
 
 # --------------------------------------------------------------------------------------------
 # Independent references, on a finite series x (the BQX series without its leading NaNs)
 # --------------------------------------------------------------------------------------------
-def padded(values: np.ndarray, n: int) -> np.ndarray:
-    """Values of the full windows, placed at the rows where those windows end."""
-    out = np.full(n, np.nan)
-    if len(values):
-        out[n - len(values):] = values
-    return out
-
-
 def flat_windows(x: np.ndarray, width: int) -> np.ndarray:
     """Row mask: the ``width`` rows ending at t all hold the same value (False in the warm-up)."""
     if len(x) < width:
@@ -109,50 +91,6 @@ def ref_bollinger_exact(x: np.ndarray) -> dict[str, np.ndarray]:
         out[f"bb_width_{n}"] = padded((4 * sigma).astype(float), len(x))
         out[f"bb_percent_b_{n}"] = padded(pb.astype(float), len(x))
     return out
-
-
-def ref_statistics(x: np.ndarray, windows: tuple[int, ...] = WINDOWS) -> dict[str, np.ndarray]:
-    m = len(x)
-    out = {}
-    for n in windows:
-        if m < n:
-            for s in ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1"):
-                out[f"{s}_{n}"] = np.full(m, np.nan)
-            continue
-        v = sliding_window_view(x, n)
-        flat = np.ptp(v, axis=1) == 0
-        mean = v.mean(axis=1)
-        std = v.std(axis=1, ddof=1)
-        with warnings.catch_warnings():  # scipy warns about the flat windows it returns NaN for
-            warnings.simplefilter("ignore", RuntimeWarning)
-            skew = scipy.stats.skew(v, axis=1, bias=False)
-            kurt = scipy.stats.kurtosis(v, axis=1, fisher=True, bias=False)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zscore = np.where(flat, np.nan, (v[:, -1] - mean) / std)
-        col = {
-            "mean": mean, "std": std, "min": v.min(axis=1), "max": v.max(axis=1),
-            "median": np.median(v, axis=1), "q25": np.quantile(v, 0.25, axis=1), "q75": np.quantile(v, 0.75, axis=1),
-            "iqr": scipy.stats.iqr(v, axis=1), "skew": np.where(flat, np.nan, skew),
-            "kurt": np.where(flat, np.nan, kurt), "zscore": zscore,
-        }
-        for s, values in col.items():
-            out[f"{s}_{n}"] = padded(values, m)
-        out[f"autocorr1_{n}"] = ref_autocorr(x, n)
-    return {f"{s}_{n}": out[f"{s}_{n}"] for n in windows for s in (
-        "mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")}
-
-
-def ref_autocorr(x: np.ndarray, n: int) -> np.ndarray:
-    """Pearson r of x[t−N+1..t] with x[t−N..t−1] as the mean product of scipy z-scores."""
-    if len(x) < n + 1:
-        return np.full(len(x), np.nan)
-    v = sliding_window_view(x, n + 1)
-    a, b = v[:, 1:], v[:, :-1]
-    flat = (np.ptp(a, axis=1) == 0) | (np.ptp(b, axis=1) == 0)
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        r = (scipy.stats.zscore(a, axis=1) * scipy.stats.zscore(b, axis=1)).mean(axis=1)
-    return padded(np.where(flat, np.nan, r), len(x))
 
 
 def ref_technical_rate(o, h, low, c) -> dict[str, np.ndarray]:
@@ -269,7 +207,8 @@ def test_bollinger_equals_talib_and_exact(dataset, series):
     frame = got[f"bollinger_{series}"]
     assert_frame_close(f"bollinger_{series}", frame, lift(ref_bollinger_talib(x), len(idx)), " vs TA-Lib")
     for name, expected in lift(ref_bollinger_exact(x), len(idx)).items():
-        assert_close(frame[name].to_numpy(), expected, 1e-9, name=f"bollinger_{series}.{name} vs exact")
+        assert_spec(frame[name].to_numpy(), expected, f"bollinger_{series}", name,
+                    name=f"bollinger_{series}.{name} vs exact")
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -383,8 +322,7 @@ def technical_warmup_ratio(warmup: int, datasets, *, step: int, tail: int = 2000
                 for name, ref in whole.items():
                     r, g = ref[cut: cut + tail], part[name][warmup:]
                     assert np.array_equal(np.isnan(r), np.isnan(g)), (name, cut)
-                    with np.errstate(invalid="ignore"):
-                        ratio = np.abs(g - r) / (1e-7 * np.maximum(1.0, np.abs(r)))
+                    ratio = tolerance_ratio(g, r, tolerance("technical", name, r))
                     worst = max(worst, float(np.nanmax(ratio, initial=0.0)))
     return worst
 

@@ -22,7 +22,7 @@ One pandas script per partition (pair, month), run one after another in one proc
 
 Each function here computes the same values as bqxdask (the benchmark checks that on its
 sample); the slow parts take ``start``/``stop`` so the benchmark can time them on a sample of
-rows and extrapolate — :mod:`bench_pipeline` says so wherever it does.
+rows and extrapolate — :mod:`before` does, and the report says so wherever it does.
 """
 
 from __future__ import annotations
