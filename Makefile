@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bqxdask-installed
-CONFIG ?= configs/default.toml
+CONFIG ?= configs/demo.toml
 PYTEST_ARGS ?=
 
 .PHONY: features test test-slow test-all bench lint db-start db-stop clean venv

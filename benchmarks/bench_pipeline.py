@@ -71,7 +71,8 @@ sys.path.insert(0, str(HERE))
 import _baseline as old  # noqa: E402
 
 from bqxdask import __version__  # noqa: E402
-from bqxdask.config import ALL_FAMILIES, ClusterConfig, build_config, month_bounds, month_range  # noqa: E402
+from bqxdask.calendar import month_bounds, month_range  # noqa: E402
+from bqxdask.config import ALL_FAMILIES, ClusterConfig, build_config  # noqa: E402
 from bqxdask.db import database_url, read_url  # noqa: E402
 from bqxdask.db.connect import connect, qualified  # noqa: E402
 from bqxdask.db.embedded import EmbeddedPostgres  # noqa: E402
@@ -79,11 +80,11 @@ from bqxdask.db.schema import feature_table, source_table  # noqa: E402
 from bqxdask.db.source import copy_out  # noqa: E402
 from bqxdask.db.writer import BARS_ROW, ensure_feature_table  # noqa: E402
 from bqxdask.features import registry  # noqa: E402
-from bqxdask.features.index import validate_bars  # noqa: E402
 from bqxdask.features.prepare import prepare  # noqa: E402
 from bqxdask.ingest.seed import seed_database  # noqa: E402
 from bqxdask.pipeline import run_features  # noqa: E402
 from bqxdask.plan import warmup_read_rows  # noqa: E402
+from bqxdask.quality import validate_bars  # noqa: E402
 
 SRC = "bench_src"
 #: bytes of a binary COPY stream that are not rows: the 19-byte header and the 2-byte trailer

@@ -42,10 +42,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from fxdata import eurusd  # noqa: E402
 
 from bqxdask import compute_features  # noqa: E402
-from bqxdask.config import RegParams  # noqa: E402
 from bqxdask.features import reg  # noqa: E402
 from bqxdask.features._reg_fast import fallback_rows  # noqa: E402
 from bqxdask.features._reg_kernel import rolling_polyfit_dd  # noqa: E402
+from bqxdask.features.reg import RegParams  # noqa: E402
 
 DEFAULT_WINDOWS = RegParams().windows
 POLYFIT_SAMPLE_ROWS = 300

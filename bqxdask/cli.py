@@ -40,7 +40,7 @@ def _ints(text: str) -> list[int]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML config (default: $BQX_CONFIG or configs/default.toml)")
+    p.add_argument("--config", metavar="FILE", help="TOML config (default: $BQX_CONFIG or configs/demo.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +203,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .config import parse_month, validate_pair
+    from .calendar import parse_month
+    from .config import validate_pair
     from .report import make_report
 
     cfg = _load(args)

@@ -63,7 +63,8 @@ from typing import Any, TextIO
 
 from . import __version__
 from .burstable import DMI_PRODUCT_FILES, instance_check
-from .config import Config, month_bounds
+from .calendar import month_bounds
+from .config import Config
 from .db.budget import connections_needed, describe_need, server_budget, servers
 from .db.urls import DbTarget, describe_url, scrub
 from .errors import BqxError, OutputError

@@ -8,6 +8,7 @@ import pytest
 from fxdata import assert_close, eurusd, fxcm_mid
 
 from bqxdask import compute_features
+from bqxdask.config import FamiliesConfig
 from bqxdask.features import registry
 
 WINDOWS = (15, 30, 45, 60, 75)
@@ -39,7 +40,7 @@ def test_bqx_equals_independent_whole_series(bars):
     frame = bars()
     got = compute_features(frame, ["bqx"])["bqx"]
     ref = reference_bqx(frame["close"].to_numpy())
-    assert list(got.columns) == registry.get("bqx").column_names(registry.FamiliesConfig())
+    assert list(got.columns) == registry.get("bqx").column_names(FamiliesConfig())
     assert len(got) == len(frame)
     for name, expected in ref.items():
         assert_close(got[name].to_numpy(), expected, 1e-9, name=name)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_configs_load_and_match_the_spec_defaults():
-    default = load_config(REPO / "configs" / "default.toml", environ={})
+    default = load_config(REPO / "configs" / "demo.toml", environ={})
     assert default.run.pairs == ("eurusd", "gbpusd", "usdjpy", "audusd")
     assert default.run.start == default.run.end  # the demo: one month
     assert default.database.url is None and default.database.embedded_dir == ".bqx/pgdata"
@@ -42,7 +42,7 @@ def test_environment_overrides_are_toml_values(tmp_path):
         "BQX_INDEX__BASELINE": "2024-07-01T00:00:00Z",  # unquoted string: accepted for string keys
         "BQX_CONFIG_UNUSED": "x",  # no '__': not a config key
     }
-    cfg = load_config(REPO / "configs" / "default.toml", environ=env)
+    cfg = load_config(REPO / "configs" / "demo.toml", environ=env)
     assert cfg.cluster.n_workers == 4
     assert cfg.families.reg.windows == (15, 2880)
     assert cfg.cluster.memory_limit == "4GiB" and cfg.memory_limit_bytes == 4 * 2**30

@@ -8,38 +8,32 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import ALL_FAMILIES, FamiliesConfig, _build, validate_families
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
+from ..quality import validate_bars
 from . import registry
-from .index import normalize_bars, validate_bars
+from .index import normalize_bars
 from .prepare import prepare
-
-# isort: split
-# Family modules register themselves on import, in SPEC §4 order (bqx: registry.py itself).
-from . import (  # noqa: F401
-    bollinger,  # Track 1
-    reg,  # Track 2: reg_rate, reg_bqx
-    statistics,  # Track 1
-    technical,  # Track 1
-)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["compute_features", "families_config", "registry", "prepare"]
 
 
-def families_config(params: Mapping[str, Any] | FamiliesConfig | None = None) -> FamiliesConfig:
-    """The ``families`` config section with ``params`` (a dict like the TOML section) applied."""
-    cfg = params if isinstance(params, FamiliesConfig) else _build(
-        FamiliesConfig, dict(params or {}), prefix="families.", source="params")
-    validate_families(cfg)
-    return cfg
+def families_config(params: Mapping[str, Any] | None = None) -> Any:
+    """The ``families`` config section with ``params`` (a dict like the TOML section) applied and checked.
+
+    See :func:`bqxdask.config.families_config` (imported on call: the config is built from
+    this package's registry, so this package does not import it at load time).
+    """
+    from ..config import families_config as build
+
+    return build(params)
 
 
 def compute_features(
     bars: pd.DataFrame,
     families: Sequence[str] | None = None,
-    params: Mapping[str, Any] | FamiliesConfig | None = None,
+    params: Mapping[str, Any] | None = None,
     *,
     baseline: float | None = None,
 ) -> dict[str, pd.DataFrame]:
@@ -65,11 +59,8 @@ def compute_features(
         undefined values are NaN.
     """
     cfg = families_config(params)
-    names = list(families) if families is not None else list(ALL_FAMILIES)
+    names = registry.check_names(families if families is not None else registry.NAMES, "families")
     known = registry.all_families()
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"unknown family {name!r}; fix: use some of {', '.join(known)}")
     accepted, rejected = validate_bars(normalize_bars(bars))
     if len(rejected):
         log.warning("dropped %d bad bars (first: %s at %s)", len(rejected), rejected["reason"].iloc[0],
