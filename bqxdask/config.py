@@ -223,8 +223,9 @@ def parse_memory(value: str | int, key: str) -> int:
         return value
     from dask.utils import parse_bytes  # on use: `import dask` is not free for every CLI start
 
-    try:
-        size = parse_bytes(str(value))
+    text = str(value)
+    try:  # parse_bytes reads "" and "GB" as 1 byte and 1 GB: a size starts with its number
+        size = parse_bytes(text) if re.match(r"\s*\d", text) else -1
     except (ValueError, TypeError):
         size = -1
     if size < 0:

@@ -21,6 +21,7 @@ from psycopg2 import sql
 from bqxdask.config import ALL_PAIRS
 from bqxdask.db.connect import connection, qualified
 from bqxdask.errors import ConfigError, SourceError
+from bqxdask.features.index import normalize_bars
 from bqxdask.ingest import (
     database_has_bars,
     generate_bars,
@@ -30,6 +31,7 @@ from bqxdask.ingest import (
 )
 from bqxdask.ingest import report as reasons
 from bqxdask.ingest.seed import ANCHOR_USD_VALUE, iter_month_bars
+from bqxdask.quality import validate_bars
 
 _schemas = itertools.count()
 
@@ -158,6 +160,26 @@ def test_malformed_lines_and_spec3_violations_are_rejected_with_reasons(tmp_path
     }
     assert parsed.examples[reasons.R_HIGH] == "bad.csv:1001"
     assert len(parsed.bars) == len(good) and parsed.read == len(good) + len(bad)
+
+
+def test_import_and_the_pipeline_quarantine_the_same_bars(tmp_path):
+    """One SPEC §3 rule: a bar the importer keeps is a bar validate_bars accepts, and the reverse,
+    also right at the 1e-9 tolerance of the high/low checks (issue 14)."""
+    rows = []
+    for i, (high_factor, low_factor) in enumerate(
+            [(1 - 2e-9, 1.0), (1 - 0.5e-9, 1.0), (1.0, 1 + 2e-9), (1.0, 1 + 0.5e-9), (1.0, 1.0)] * 40):
+        o, c = 1.1 + i * 1e-5, 1.1 + i * 1e-5 + 3e-5
+        stamp = (pd.Timestamp("2024-07-01", tz="UTC") + pd.Timedelta(minutes=i)).isoformat()
+        rows.append(f"{stamp},{o!r},{max(o, c) * high_factor!r},{min(o, c) * low_factor!r},{c!r},1")
+    rows += ["2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.15,1", "2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.16,1",
+             "2024-07-02T00:01:00+00:00,1.1,1.2,1.0,0,1"]
+    path = tmp_path / "edge.csv"
+    path.write_text("time,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    parsed = parse_files([path], "csv")
+    frame = pd.read_csv(path, parse_dates=["time"]).set_index("time")
+    accepted, rejected = validate_bars(normalize_bars(frame))
+    assert list(parsed.bars["time"]) == list(accepted.index)
+    assert parsed.rejected == len(rejected) == 40 + 40 + 2 + 1
 
 
 # --------------------------------------------------------------------------------------------

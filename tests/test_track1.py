@@ -29,8 +29,9 @@ from fxdata import assert_close, eurusd, fxcm_mid
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
+from bqxdask.config import families_config
 from bqxdask.errors import ConfigError
-from bqxdask.features import families_config, registry
+from bqxdask.features import registry
 from bqxdask.features import technical as technical_mod
 
 TRACK1 = ("bollinger_rate", "bollinger_bqx", "statistics_rate", "statistics_bqx", "technical_rate", "technical_bqx")

@@ -16,18 +16,7 @@ from .prepare import prepare
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compute_features", "families_config", "registry", "prepare"]
-
-
-def families_config(params: Mapping[str, Any] | None = None) -> Any:
-    """The ``families`` config section with ``params`` (a dict like the TOML section) applied and checked.
-
-    See :func:`bqxdask.config.families_config` (imported on call: the config is built from
-    this package's registry, so this package does not import it at load time).
-    """
-    from ..config import families_config as build
-
-    return build(params)
+__all__ = ["compute_features", "registry", "prepare"]
 
 
 def compute_features(
@@ -58,6 +47,9 @@ def compute_features(
         Family name → DataFrame indexed by ``time`` with the family's columns in SPEC order;
         undefined values are NaN.
     """
+    # on call: the config is built from this package's registry, so the package does not import it
+    from ..config import families_config
+
     cfg = families_config(params)
     names = registry.check_names(families if families is not None else registry.NAMES, "families")
     known = registry.all_families()

@@ -19,7 +19,7 @@ Inputs are columns of the *prepared frame* (:mod:`bqxdask.features.prepare`):
   rows behind the index; its leading NaNs are cut off before a family sees it.
 
 ``families`` arguments below are the ``families`` config section
-(:class:`bqxdask.config.Any`), which is built from this module.
+(:data:`bqxdask.config.FamiliesConfig`), which is built from this module.
 """
 
 from __future__ import annotations
