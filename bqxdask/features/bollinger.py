@@ -30,6 +30,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._windows import nan_columns, shift, trailing_windows
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
 from .params import check_windows
 
 STATS = ("middle", "upper", "lower", "width", "percent_b", "slope")
@@ -92,6 +94,11 @@ def bollinger(x: np.ndarray, *, periods: Sequence[int], k: float) -> dict[str, n
                 percent_b[rows] = np.where(band > 0, (band - d_mean) / (2.0 * band), np.nan)
         out[f"bb_slope_{n}"] = width - shift(width, 1)
     return out
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"bb_middle_{N}": L, "bb_upper_{N}": L, "bb_lower_{N}": L, "bb_width_{N}": S,
+              "bb_percent_b_{N}": S, "bb_slope_{N}": S}
 
 
 def param_columns(p: BollingerParams) -> list[str]:

@@ -20,6 +20,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._windows import nan_columns, trailing_windows
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
 from .params import check_windows
 
 
@@ -75,6 +77,11 @@ def bqx(idx: np.ndarray, *, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
     out["agg_bqx_volatility"] = out[f"w{m}_bqx_std"] / idx
     out["rate_index"] = np.asarray(idx, dtype="float64").copy()
     return out
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"w{N}_bqx_return": S, "w{N}_bqx_endpoint": S, "w{N}_bqx_max": L, "w{N}_bqx_min": L,
+              "w{N}_bqx_avg": L, "w{N}_bqx_std": S, "agg_bqx_range": S, "agg_bqx_volatility": S, "rate_index": L}
 
 
 def param_columns(p: BqxParams) -> list[str]:

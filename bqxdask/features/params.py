@@ -1,4 +1,4 @@
-"""What the families' parameter classes share: the check of a list of window lengths (SPEC §2).
+"""What the family modules share: the check of a list of window lengths (SPEC §2) and the feature kinds.
 
 Each family module holds its own frozen ``*Params`` dataclass (the SPEC §2 defaults) with a
 ``check(key)`` method; :mod:`bqxdask.config` gathers them into the ``[families.*]`` section
@@ -10,6 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+
+#: Feature kinds (SPEC §9): each family module declares the kind of every column *stem* (its
+#: name with each number written ``{N}``) in its ``STEM_KINDS``, for the family computed on the
+#: index (input ``idx`` or ``ohlc``). A ``level`` moves with where the price is (a mean, a band,
+#: a quantile, a regression's constant or prediction): over months it wanders, so a forest can
+#: learn the training period's price range from it. A ``scale_free`` column measures how the
+#: price moves (returns, spreads, widths, oscillators, slopes, r²). Families on the BQX series
+#: (input ``bqx``) are scale-free whole: that series is itself a return.
+LEVEL = "level"
+SCALE_FREE = "scale_free"
 
 
 def check_windows(windows: Sequence[int], key: str, *, minimum: int, maximum: int | None = None) -> None:

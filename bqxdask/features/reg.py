@@ -40,6 +40,8 @@ import numpy as np
 from ..errors import ConfigError
 from ._reg_fast import rolling_polyfit
 from ._reg_kernel import MAX_WINDOW, output_names
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
 from .params import check_windows
 
 __all__ = ["RegParams", "check_fit", "columns", "reg", "output_names"]
@@ -98,6 +100,12 @@ def reg(x: np.ndarray, *, windows: tuple[int, ...], degree: int) -> dict[str, np
         for name, values in rolling_polyfit(x, int(w), degree, out=part).items():
             out[f"w{w}_{name}"] = values
     return out
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"w{N}_quad": S, "w{N}_lin": S, "w{N}_cubic": S, "w{N}_const": L, "w{N}_quad_term": S,
+              "w{N}_lin_term": S, "w{N}_pred": L, "w{N}_resid": S, "w{N}_slope": S, "w{N}_forecast": L,
+              "w{N}_r{N}": S, "w{N}_rmse": S}
 
 
 def param_columns(p: RegParams) -> list[str]:

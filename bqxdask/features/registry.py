@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from . import bollinger, bqx, reg, rolling_stats, technical
+from .params import LEVEL, SCALE_FREE
 
 #: bump when a formula changes, so that old checkpoints stop matching
 FEATURE_SCHEMA_VERSION = 1
@@ -209,35 +210,16 @@ def warmup_rows(families: Any, only: list[str] | tuple[str, ...] | None = None) 
 # --------------------------------------------------------------------------------------------
 # Feature kinds (SPEC §9): is a column a price level or scale-free?
 # --------------------------------------------------------------------------------------------
-LEVEL = "level"
-SCALE_FREE = "scale_free"
 KINDS = (LEVEL, SCALE_FREE)
-L, S = LEVEL, SCALE_FREE
 
-#: The kind of every column *stem* (its name with each number written ``{N}``), per config
-#: section, for a family computed on the index (input ``idx`` or ``ohlc``). A ``level`` moves
-#: with where the price is (a mean, a band, a quantile, a regression's constant or prediction):
-#: over months it wanders, so a forest can learn the training period's price range from it. A
-#: ``scale_free`` column measures how the price moves (returns, spreads, widths, oscillators,
-#: slopes, r²). Families on the BQX series (input ``bqx``) are scale-free whole: that series is
-#: itself a return. A column whose stem is missing here has no kind, and :func:`column_kind`
-#: refuses it (a test checks every registered column).
+#: the kind of every column stem, per config section, as each family module declares it; a
+#: column whose stem is missing has no kind, and :func:`column_kind` refuses it (a test checks
+#: every registered column)
 STEM_KINDS: dict[str, dict[str, str]] = {
-    "bqx": {"w{N}_bqx_return": S, "w{N}_bqx_endpoint": S, "w{N}_bqx_max": L, "w{N}_bqx_min": L,
-            "w{N}_bqx_avg": L, "w{N}_bqx_std": S, "agg_bqx_range": S, "agg_bqx_volatility": S, "rate_index": L},
-    "bollinger": {"bb_middle_{N}": L, "bb_upper_{N}": L, "bb_lower_{N}": L, "bb_width_{N}": S,
-                  "bb_percent_b_{N}": S, "bb_slope_{N}": S},
-    "statistics": {"mean_{N}": L, "std_{N}": S, "min_{N}": L, "max_{N}": L, "median_{N}": L, "q{N}_{N}": L,
-                   "iqr_{N}": S, "skew_{N}": S, "kurt_{N}": S, "zscore_{N}": S, "autocorr{N}_{N}": S},
-    # MACD and ATR are differences and ranges of the index, not levels
-    "technical": {"rsi_{N}": S, "macd": S, "macd_signal": S, "macd_hist": S, "stoch_k": S, "stoch_d": S,
-                  "adx_{N}": S, "plus_di_{N}": S, "minus_di_{N}": S, "cci_{N}": S, "willr_{N}": S, "roc_{N}": S,
-                  "atr_{N}": S, "mom_{N}": S},
-    "reg": {"w{N}_quad": S, "w{N}_lin": S, "w{N}_cubic": S, "w{N}_const": L, "w{N}_quad_term": S,
-            "w{N}_lin_term": S, "w{N}_pred": L, "w{N}_resid": S, "w{N}_slope": S, "w{N}_forecast": L,
-            "w{N}_r{N}": S, "w{N}_rmse": S},
+    section: module.STEM_KINDS
+    for section, module in (("bqx", bqx), ("bollinger", bollinger), ("statistics", rolling_stats),
+                            ("technical", technical), ("reg", reg))
 }
-del L, S
 
 
 def column_stem(column: str) -> str:
@@ -254,5 +236,5 @@ def column_kind(family: str, column: str) -> str:
     kind = STEM_KINDS.get(fam.section, {}).get(column_stem(column))
     if kind is None:
         raise KeyError(f"{family}.{column} declares no kind; fix: add {column_stem(column)!r} to "
-                       f"bqxdask.features.registry.STEM_KINDS[{fam.section!r}]")
+                       f"the STEM_KINDS of the module of section {fam.section!r} ({fam.kernel.__module__})")
     return SCALE_FREE if fam.input == "bqx" else kind

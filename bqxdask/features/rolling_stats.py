@@ -58,6 +58,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
 from .params import check_windows
 
 log = logging.getLogger(__name__)
@@ -319,6 +321,11 @@ def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray
         order_pass(xp[pad:], int(n), jq, gq, out, len(STATS) * k)
     moment_pass(xp, int(pad), np.asarray(windows, dtype=np.int64), out, BLOCK_ROWS)
     return dict(zip(columns(windows), out, strict=True))
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"mean_{N}": L, "std_{N}": S, "min_{N}": L, "max_{N}": L, "median_{N}": L, "q{N}_{N}": L,
+              "iqr_{N}": S, "skew_{N}": S, "kurt_{N}": S, "zscore_{N}": S, "autocorr{N}_{N}": S}
 
 
 def param_columns(p: StatisticsParams) -> list[str]:

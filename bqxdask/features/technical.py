@@ -38,6 +38,7 @@ import numpy as np
 import talib
 
 from ..errors import ConfigError
+from .params import SCALE_FREE as S
 
 RSI_PERIODS = (14, 21)
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -184,6 +185,13 @@ def technical_bqx(x: np.ndarray) -> dict[str, np.ndarray]:
     out = _momentum(close)
     out["mom_12"] = talib.MOM(close, timeperiod=MOM_PERIOD)
     return {c: out[c] for c in BQX_COLUMNS}
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+# MACD and ATR are differences and ranges of the index, not levels
+STEM_KINDS = {"rsi_{N}": S, "macd": S, "macd_signal": S, "macd_hist": S, "stoch_k": S, "stoch_d": S,
+              "adx_{N}": S, "plus_di_{N}": S, "minus_di_{N}": S, "cci_{N}": S, "willr_{N}": S, "roc_{N}": S,
+              "atr_{N}": S, "mom_{N}": S}
 
 
 def lookback(p: TechnicalParams) -> int:
