@@ -29,7 +29,6 @@ from psycopg2 import sql
 
 from .db.connect import qualified, table_exists
 from .errors import OutputError
-from .outputs import parquet
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +115,9 @@ def parquet_matches(parquet_dir: str, ck: Checkpoint) -> bool:
 
     Raises OutputError when the file is unreadable (corrupt or half-written).
     """
+    # on use: seed and import reach this module through db.writer and never read Parquet
+    from .outputs import parquet
+
     meta = parquet.unit_metadata(parquet_dir, ck.family, ck.pair, ck.month)
     return bool(meta) and meta.get("config_hash") == ck.config_hash and meta.get("fingerprint") == ck.fingerprint
 
