@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported on use: validating a config needs only the pattern
+    import pandas as pd
 
 MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
 
 
-def parse_month(value: str, key: str) -> pd.Period:
-    """``value`` as a monthly ``pd.Period``; a ConfigError naming ``key`` if it is no ``YYYY-MM``."""
+def check_month(value: str, key: str) -> str:
+    """``value`` if it is a ``YYYY-MM`` month key, else a ConfigError naming ``key``.
+
+    Month keys compare in calendar order as text.
+    """
     match = MONTH_RE.fullmatch(str(value))
     if match and 1 <= int(match.group(2)) <= 12 and int(match.group(1)) >= 1:
-        return pd.Period(year=int(match.group(1)), month=int(match.group(2)), freq="M")
+        return str(value)
     raise ConfigError(f"{key} = {value!r} is not a month; fix: write it as YYYY-MM, e.g. 2024-07")
+
+
+def parse_month(value: str, key: str) -> pd.Period:
+    """``value`` as a monthly ``pd.Period``; a ConfigError naming ``key`` if it is no ``YYYY-MM``."""
+    import pandas as pd
+
+    return pd.Period(check_month(value, key), freq="M")
 
 
 def month_key(month: pd.Period) -> str:
@@ -35,6 +47,8 @@ def month_range(start: str, end: str, *, keys: tuple[str, str] = ("run.start", "
 
     ``keys`` name the two values in an error message.
     """
+    import pandas as pd
+
     lo, hi = parse_month(start, keys[0]), parse_month(end, keys[1])
     return [month_key(p) for p in pd.period_range(lo, hi, freq="M")] if lo <= hi else []
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .calendar import month_range, parse_month
+from .calendar import check_month, month_range
 from .coerce import build_dataclass, set_dotted, type_at
 from .errors import ConfigError
 from .features import registry
@@ -378,7 +378,7 @@ def validate(cfg: Config) -> None:
         validate_pair(pair, f"run.pairs[{i}]")
     if len(set(cfg.run.pairs)) != len(cfg.run.pairs):
         raise ConfigError("run.pairs lists a pair twice; fix: list each pair once")
-    start, end = parse_month(cfg.run.start, "run.start"), parse_month(cfg.run.end, "run.end")
+    start, end = check_month(cfg.run.start, "run.start"), check_month(cfg.run.end, "run.end")
     if end < start:
         raise ConfigError(f"run.end = {cfg.run.end} is before run.start = {cfg.run.start}; fix: swap them")
     if cfg.cluster.n_workers < 1 or cfg.cluster.threads_per_worker < 1:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SourceError
-from ..quality import validate_bars
 from . import registry
-from .index import normalize_bars
-from .prepare import prepare
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compute_features", "registry", "prepare"]
+__all__ = ["compute_features", "registry"]
 
 
 def compute_features(
@@ -47,8 +45,12 @@ def compute_features(
         Family name → DataFrame indexed by ``time`` with the family's columns in SPEC order;
         undefined values are NaN.
     """
-    # on call: the config is built from this package's registry, so the package does not import it
+    # on call: the config is built from this package's registry, so the package does not import it,
+    # and loading the config needs none of pandas
     from ..config import families_config
+    from ..quality import validate_bars
+    from .index import normalize_bars
+    from .prepare import prepare
 
     cfg = families_config(params)
     names = registry.check_names(families if families is not None else registry.NAMES, "families")

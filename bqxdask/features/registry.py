@@ -29,10 +29,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported on use: loading the config reads this module, not frames
+    import pandas as pd
 
 from ..errors import ConfigError
 from . import bollinger, bqx, reg, rolling_stats, technical
@@ -87,6 +89,8 @@ class Family:
         The columns travel as one float64 block (columns × rows): a kernel that fills such a
         block (reg) hands it over without a copy, others are copied in once.
         """
+        import pandas as pd
+
         params = self.params(families)
         names = self.columns(params)
         kwargs = self.kwargs(params)

@@ -35,8 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import talib
 
+# talib is imported by the functions that call it: it imports pandas and polars, which loading
+# the config (TechnicalParams, through the registry) does not need
 from ..errors import ConfigError
 from .params import SCALE_FREE as S
 
@@ -86,6 +87,8 @@ _UNSTABLE = ("RSI", "EMA", "ADX", "PLUS_DI", "MINUS_DI", "DX", "PLUS_DM", "MINUS
 
 def talib_version() -> str:
     """TA-Lib versions that define the values, for output metadata: ``"0.8.2 (TA-Lib C 0.8.1)"``."""
+    import talib
+
     c_version = talib.__ta_version__
     if isinstance(c_version, bytes):
         c_version = c_version.decode("ascii", "replace")
@@ -116,6 +119,8 @@ def _finite(name: str, values: np.ndarray) -> np.ndarray:
 
 def _check_talib_settings() -> None:
     """TA-Lib's process-global settings must be its defaults, or values silently change."""
+    import talib
+
     changed = [f for f in _UNSTABLE if talib.get_unstable_period(f) != 0]
     if changed or talib.get_compatibility() != 0:
         raise RuntimeError(
@@ -127,6 +132,8 @@ def _check_talib_settings() -> None:
 
 def _momentum(close: np.ndarray) -> dict[str, np.ndarray]:
     """The columns shared by both families: RSI 14/21 and MACD 12/26/9 of ``close``."""
+    import talib
+
     out = {f"rsi_{n}": talib.RSI(close, timeperiod=n) for n in RSI_PERIODS}
     out["macd"], out["macd_signal"], out["macd_hist"] = talib.MACD(
         close, fastperiod=MACD_FAST, slowperiod=MACD_SLOW, signalperiod=MACD_SIGNAL
@@ -149,6 +156,8 @@ def technical_rate(open_idx: np.ndarray, high_idx: np.ndarray, low_idx: np.ndarr
     dict
         Column → array of ``len(idx)``; TA-Lib's warm-up rows are NaN.
     """
+    import talib
+
     _check_talib_settings()
     _finite("open_idx", open_idx)
     high, low, close = _finite("high_idx", high_idx), _finite("low_idx", low_idx), _finite("idx", idx)
@@ -180,6 +189,8 @@ def technical_bqx(x: np.ndarray) -> dict[str, np.ndarray]:
     dict
         Column → array of ``len(x)``; TA-Lib's warm-up rows are NaN.
     """
+    import talib
+
     _check_talib_settings()
     close = _finite("bqx", x)
     out = _momentum(close)
