@@ -22,9 +22,9 @@ from bqxdask.db.connect import connect, qualified
 from bqxdask.db.schema import feature_table
 from bqxdask.db.writer import ensure_feature_table
 from bqxdask.features import registry
-from bqxdask.features.index import validate_bars
 from bqxdask.features.prepare import prepare
 from bqxdask.plan import warmup_read_rows
+from bqxdask.quality import validate_bars
 
 SCHEMA = "old_way"
 

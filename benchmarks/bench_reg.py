@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from bqxdask import compute_features
-from bqxdask.config import RegParams
 from bqxdask.features import reg
 from bqxdask.features._reg_fast import fallback_rows
 from bqxdask.features._reg_kernel import rolling_polyfit_dd
+from bqxdask.features.reg import RegParams
 from bqxdask.testing import eurusd
 
 REPO = Path(__file__).resolve().parents[1]

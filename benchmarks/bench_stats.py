@@ -36,7 +36,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
-from bqxdask.features import statistics
+from bqxdask.features import rolling_stats
 from bqxdask.testing import STATISTICS_WINDOWS as WINDOWS
 from bqxdask.testing import eurusd, reference_statistics, tolerance, tolerance_ratio
 
@@ -79,7 +79,7 @@ def numpy_statistics(x: np.ndarray, block: int = 2048) -> dict[str, np.ndarray]:
     a sort for the order statistics and two-pass moments relative to the last value."""
     out = {}
     for n in WINDOWS:
-        cols = {s: np.full(len(x), np.nan) for s in statistics.STATS}
+        cols = {s: np.full(len(x), np.nan) for s in rolling_stats.STATS}
         for j0 in range(0, len(x) - n + 1, block):
             v = sliding_window_view(x, n)[j0 : j0 + block]
             rows = slice(j0 + n - 1, j0 + n - 1 + len(v))
@@ -139,9 +139,9 @@ t0 = time.perf_counter()
 import numba
 t1 = time.perf_counter()
 import numpy as np
-from bqxdask.features import statistics
+from bqxdask.features import rolling_stats
 t2 = time.perf_counter()
-statistics.statistics(np.linspace(100.0, 101.0, 500), windows={windows})
+rolling_stats.statistics(np.linspace(100.0, 101.0, 500), windows={windows})
 t3 = time.perf_counter()
 print(t1 - t0, t3 - t2)
 """
@@ -176,7 +176,7 @@ def main() -> dict[str, float]:
     t = timed({
         "bqxdask": lambda: compute_features(bars, [FAMILY]),
         "pandas": lambda: pandas_statistics(series),
-        "kernel": lambda: statistics.statistics(x, windows=WINDOWS),
+        "kernel": lambda: rolling_stats.statistics(x, windows=WINDOWS),
         "numpy": lambda: numpy_statistics(x),
     }, REPEAT)
     rows = [

@@ -22,7 +22,7 @@ import psutil
 from psycopg2 import sql
 from scratch import SRC, execute
 
-from bqxdask.config import month_bounds, month_range
+from bqxdask.calendar import month_bounds, month_range
 from bqxdask.db.connect import connect, qualified
 from bqxdask.db.schema import feature_table, source_table
 from bqxdask.db.source import copy_out

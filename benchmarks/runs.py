@@ -31,9 +31,9 @@ from timing import CpuMeter, RssSampler, best_of, rusage, timed
 
 from bqxdask.db import database_url, read_url
 from bqxdask.features import registry
-from bqxdask.features.index import validate_bars
 from bqxdask.features.prepare import prepare
 from bqxdask.pipeline import run_features
+from bqxdask.quality import validate_bars
 
 
 def start_cluster(stack: contextlib.ExitStack, cfg) -> Any:

@@ -203,7 +203,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .config import parse_month, validate_pair
+    from .calendar import parse_month
+    from .config import validate_pair
     from .report import make_report
 
     cfg = _load(args)

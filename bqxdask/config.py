@@ -14,24 +14,28 @@ Load order, later wins:
 
 Every problem is a :class:`~bqxdask.errors.ConfigError` with one line that names the key and
 the fix; nothing has started when it is raised.
+
+The ``[families.<section>]`` parameter classes live with their families and are gathered from
+:data:`bqxdask.features.registry.SECTIONS`; the generic coercion of TOML values into the
+dataclasses is :mod:`bqxdask.coerce`; months are :mod:`bqxdask.calendar`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import json
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calendar import check_month, month_range
+from .coerce import build_dataclass, set_dotted, type_at
 from .errors import ConfigError
+from .features import registry
+from .features.params import check_windows
 
 try:  # Python >= 3.11
     import tomllib
@@ -39,11 +43,9 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 PAIR_RE = re.compile(r"[a-z]{6}")
-MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
 IDENT_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: ``database.embedded_listen_addresses``: comma-separated host names, IPv4/IPv6 addresses or ``*``
 LISTEN_RE = re.compile(r"\s*[A-Za-z0-9.:*%_-]+\s*(,\s*[A-Za-z0-9.:*%_-]+\s*)*")
-MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*", re.I)
 ENV_PREFIX = "BQX_"
 URL_ENV = "BQX_DATABASE_URL"
 
@@ -111,47 +113,6 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
-class BqxParams:
-    windows: tuple[int, ...] = (15, 30, 45, 60, 75)
-    series_window: int = 15
-
-
-@dataclass(frozen=True)
-class BollingerParams:
-    periods: tuple[int, ...] = (20, 30, 60, 120)
-    k: float = 2.0
-
-
-@dataclass(frozen=True)
-class StatisticsParams:
-    windows: tuple[int, ...] = (15, 30, 60, 120)
-
-
-#: Smallest ``families.technical.warmup`` accepted. The longest memory is Wilder's period 21
-#: (RSI 21 keeps 20/21 of its start-up error per row; Wilder 14 keeps 13/14, EMA 26 keeps 25/27).
-#: After k rows the start-up difference in RSI is ≈ 100·R·(20/21)^k, R the ratio of the average
-#: move where the partition starts to the one at the cut; §4.9 wants ≤ 1e-7·50, so
-#: k ≥ (ln(2e7) + ln R)/ln(21/20) ≈ 345 + 47·log10(R). Measured on the real EURUSD, GBPUSD and
-#: USDJPY bars (worst |Δ|/tolerance, always rsi_21): 4.4 at 350 rows, 0.38 at 400, 0.053 at 450,
-#: 0.0018 at 500; at 1000 the recursive columns are bit-identical to the whole series.
-MIN_TECHNICAL_WARMUP = 500
-
-
-@dataclass(frozen=True)
-class TechnicalParams:
-    #: rows of history fed to TA-Lib before the first output row of a partition; recursive
-    #: indicators (RSI, MACD, ADX, ATR) forget their start geometrically, and this many rows
-    #: bring the partitioned result within SPEC §4.9 of the whole-series one.
-    warmup: int = 1000
-
-
-@dataclass(frozen=True)
-class RegParams:
-    windows: tuple[int, ...] = (15, 30, 45, 60, 75, 90, 150, 240, 390, 630)
-    degree: int = 2
-
-
-@dataclass(frozen=True)
 class SelectParams:
     """Stage 3 (SPEC §9); bqxdask.select explains each choice."""
 
@@ -191,28 +152,22 @@ class SelectParams:
     leakage_future_r2: float = 0.1
 
 
-ALL_FAMILIES: tuple[str, ...] = (
-    "bqx",
-    "bollinger_rate",
-    "bollinger_bqx",
-    "statistics_rate",
-    "statistics_bqx",
-    "technical_rate",
-    "technical_bqx",
-    "reg_rate",
-    "reg_bqx",
+#: every feature family, in SPEC §4 order (the registry's)
+ALL_FAMILIES: tuple[str, ...] = registry.NAMES
+
+#: ``[families]``: ``enabled``, one section per family parameter class of the registry
+#: (``bqx``, ``bollinger``, ``statistics``, ``technical``, ``reg``) and ``select`` (stage 3)
+FamiliesConfig = dataclasses.make_dataclass(
+    "FamiliesConfig",
+    [
+        ("enabled", tuple[str, ...], field(default=ALL_FAMILIES)),
+        *((section, params, field(default_factory=params)) for section, params in registry.SECTIONS),
+        ("select", SelectParams, field(default_factory=SelectParams)),
+    ],
+    frozen=True,
 )
-
-
-@dataclass(frozen=True)
-class FamiliesConfig:
-    enabled: tuple[str, ...] = ALL_FAMILIES
-    bqx: BqxParams = field(default_factory=BqxParams)
-    bollinger: BollingerParams = field(default_factory=BollingerParams)
-    statistics: StatisticsParams = field(default_factory=StatisticsParams)
-    technical: TechnicalParams = field(default_factory=TechnicalParams)
-    reg: RegParams = field(default_factory=RegParams)
-    select: SelectParams = field(default_factory=SelectParams)
+FamiliesConfig.__module__ = __name__  # (make_dataclass's own ``module=`` needs Python 3.12) for pickling
+FamiliesConfig.__doc__ = "The ``[families]`` section: which families run, and the parameters of each."
 
 
 @dataclass(frozen=True)
@@ -262,43 +217,20 @@ class Config:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def month_range(start: str, end: str) -> list[str]:
-    y, m = parse_month(start, "run.start")
-    y2, m2 = parse_month(end, "run.end")
-    out = []
-    while (y, m) <= (y2, m2):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
-
-
-def parse_month(value: str, key: str) -> tuple[int, int]:
-    match = MONTH_RE.fullmatch(str(value))
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise ConfigError(f"{key} = {value!r} is not a month; fix: write it as YYYY-MM, e.g. 2024-07")
-    return int(match.group(1)), int(match.group(2))
-
-
-def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
-    """First instant of ``month`` and of the month after it, both UTC."""
-    y, m = parse_month(month, "month")
-    lo = dt.datetime(y, m, 1, tzinfo=dt.timezone.utc)
-    hi = dt.datetime(y + (m == 12), 1 if m == 12 else m + 1, 1, tzinfo=dt.timezone.utc)
-    return lo, hi
-
-
 def parse_memory(value: str | int, key: str) -> int:
+    """A memory size (``"2GiB"``, ``"512MB"``, bytes as an integer) in bytes, as Dask reads ``memory_limit``."""
     if isinstance(value, int):
         return value
-    match = MEMORY_RE.fullmatch(str(value))
-    if not match:
+    from dask.utils import parse_bytes  # on use: `import dask` is not free for every CLI start
+
+    text = str(value)
+    try:  # parse_bytes reads "" and "GB" as 1 byte and 1 GB: a size starts with its number
+        size = parse_bytes(text) if re.match(r"\s*\d", text) else -1
+    except (ValueError, TypeError):
+        size = -1
+    if size < 0:
         raise ConfigError(f"{key} = {value!r} is not a memory size; fix: write e.g. \"2GiB\" or \"512MB\"")
-    number, unit = float(match.group(1)), (match.group(2) or "b").lower()
-    scale = {
-        "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-        "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    }[unit]
-    return int(number * scale)
+    return size
 
 
 def validate_pair(pair: str, key: str = "run.pairs") -> str:
@@ -350,7 +282,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             raise ConfigError(f"{cfg_path} is not valid TOML ({exc}); fix: correct the syntax") from None
     overrides = env_overrides(environ)
     for dotted, value in overrides:
-        _set_dotted(raw, dotted, value)
+        set_dotted(raw, dotted, value)
     return build_config(raw, source=source)
 
 
@@ -373,7 +305,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any
 
 
 def _parse_env_value(name: str, text: str, parts: tuple[str, ...]) -> Any:
-    expected = _expected_type(parts)
+    expected = type_at(Config, parts)
     wants_str = expected is str or expected == (str | None)
     if wants_str and not text.strip().startswith(('"', "'")):
         return text  # an unquoted string (a URL, an ISO time) is what the user meant
@@ -386,33 +318,9 @@ def _parse_env_value(name: str, text: str, parts: tuple[str, ...]) -> Any:
         ) from None
 
 
-def _expected_type(parts: tuple[str, ...]) -> Any:
-    cls: Any = Config
-    hint: Any = None
-    for part in parts:
-        if not dataclasses.is_dataclass(cls):
-            return None
-        hints = typing.get_type_hints(cls)
-        if part not in hints:
-            return None
-        hint = hints[part]
-        cls = hint
-    return hint
-
-
-def _set_dotted(raw: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    node = raw
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{'.'.join(parts)}: {part} is not a section; fix: check the variable name")
-        node = nxt
-    node[parts[-1]] = value
-
-
 def build_config(raw: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     """Turn a nested dict (parsed TOML) into a validated :class:`Config`."""
-    cfg = _build(Config, raw, prefix="", source=source)
+    cfg = build_dataclass(Config, raw, prefix="", source=source)
     cfg = dataclasses.replace(cfg, source=source)
     validate(cfg)
     return cfg
@@ -427,60 +335,20 @@ def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:
     for section, values in sections.items():
         for key, value in values.items():
             if value is not None:
-                _set_dotted(raw, (section, *key.split(".")), value)
+                set_dotted(raw, (section, *key.split(".")), value)
     return build_config(raw, source=cfg.source)
 
 
-def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table; fix: write it as [{prefix.rstrip('.')}]")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        key = prefix + unknown[0]
-        close = ", ".join(names)
-        raise ConfigError(f"unknown config key '{key}' (in {source}); fix: remove it or use one of: {close}")
-    kwargs = {}
-    for name in names:
-        if name in raw:
-            kwargs[name] = _coerce(hints[name], raw[name], prefix + name, source)
-    return cls(**kwargs)
+def families_config(params: Mapping[str, Any] | Any = None) -> Any:
+    """The ``families`` section with ``params`` (a dict like the TOML section) applied, checked.
 
-
-def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, prefix=key + ".", source=source)
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (type(None) in args and value in ("", "none", "None")):
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(inner, value, key, source)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}; fix: write e.g. {key.split('.')[-1]} = [15, 30]")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}; fix: write {key.split('.')[-1]} = true")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}; fix: write a whole number without quotes")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}; fix: write a number without quotes")
-        return float(value)
-    if hint is str:
-        if isinstance(value, (dt.datetime, dt.date, dt.time)):
-            return value.isoformat()  # TOML reads an unquoted time as a datetime
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}; fix: quote it, e.g. {key.split('.')[-1]} = \"{value}\"")
-        return value
-    raise AssertionError(f"unsupported config type {hint} for {key}")  # pragma: no cover
+    A :data:`FamiliesConfig` is checked as it is; ``None`` gives the defaults. Used by
+    ``compute_features(params=...)``.
+    """
+    fam = params if isinstance(params, FamiliesConfig) else build_dataclass(
+        FamiliesConfig, dict(params or {}), prefix="families.", source="params")
+    validate_families(fam)
+    return fam
 
 
 def validate(cfg: Config) -> None:
@@ -510,7 +378,7 @@ def validate(cfg: Config) -> None:
         validate_pair(pair, f"run.pairs[{i}]")
     if len(set(cfg.run.pairs)) != len(cfg.run.pairs):
         raise ConfigError("run.pairs lists a pair twice; fix: list each pair once")
-    start, end = parse_month(cfg.run.start, "run.start"), parse_month(cfg.run.end, "run.end")
+    start, end = check_month(cfg.run.start, "run.start"), check_month(cfg.run.end, "run.end")
     if end < start:
         raise ConfigError(f"run.end = {cfg.run.end} is before run.start = {cfg.run.start}; fix: swap them")
     if cfg.cluster.n_workers < 1 or cfg.cluster.threads_per_worker < 1:
@@ -527,29 +395,12 @@ def validate(cfg: Config) -> None:
     validate_families(cfg.families)
 
 
-def validate_families(fam: FamiliesConfig) -> None:
-    """Checks of the ``families`` section (also applied to ``compute_features(params=...)``)."""
-    unknown = [f for f in fam.enabled if f not in ALL_FAMILIES]
-    if unknown:
-        raise ConfigError(
-            f"families.enabled: unknown family {unknown[0]!r}; fix: use some of {', '.join(ALL_FAMILIES)}"
-        )
-    _check_windows(fam.bqx.windows, "families.bqx.windows", minimum=1)
-    if fam.bqx.series_window < 1:
-        raise ConfigError("families.bqx.series_window must be >= 1; fix: the SPEC default is 15")
-    _check_windows(fam.bollinger.periods, "families.bollinger.periods", minimum=2)
-    if not fam.bollinger.k > 0:
-        raise ConfigError("families.bollinger.k must be > 0; fix: the SPEC default is 2")
-    _check_windows(fam.statistics.windows, "families.statistics.windows", minimum=4)
-    if fam.technical.warmup < MIN_TECHNICAL_WARMUP:
-        raise ConfigError(
-            f"families.technical.warmup = {fam.technical.warmup} is below {MIN_TECHNICAL_WARMUP}, too short for "
-            "partitions to match the whole series within SPEC §4.9; fix: leave the default 1000"
-        )
-    if fam.reg.degree not in (1, 2, 3):
-        raise ConfigError(f"families.reg.degree = {fam.reg.degree} is not supported; fix: use 1, 2 or 3")
-    _check_windows(fam.reg.windows, "families.reg.windows", minimum=fam.reg.degree + 2)
-    _check_windows(fam.select.horizons, "families.select.horizons", minimum=1)
+def validate_families(fam: Any) -> None:
+    """Checks of the ``families`` section (a :data:`FamiliesConfig`): each family's own, then stage 3's."""
+    registry.check_names(fam.enabled, "families.enabled")
+    for section, _ in registry.SECTIONS:
+        getattr(fam, section).check(f"families.{section}")
+    check_windows(fam.select.horizons, "families.select.horizons", minimum=1)
     if any(lag < 0 for lag in fam.select.lags):
         raise ConfigError("families.select.lags must be >= 0 (a negative lag looks into the future); fix: remove it")
     sel = fam.select
@@ -582,23 +433,7 @@ def validate_families(fam: FamiliesConfig) -> None:
                               "share of the features in (0, 1] written as a string, e.g. \"0.3\"")
 
 
-def _check_windows(windows: tuple[int, ...], key: str, *, minimum: int) -> None:
-    if not windows:
-        raise ConfigError(f"{key} is empty; fix: list at least one window")
-    bad = [w for w in windows if w < minimum]
-    if bad:
-        raise ConfigError(f"{key} contains {bad[0]}, below the minimum {minimum}; fix: use windows >= {minimum}")
-    if len(set(windows)) != len(windows):
-        raise ConfigError(f"{key} lists a window twice; fix: list each window once")
-
-
 def parse_time(text: str) -> dt.datetime:
     """Parse an ISO time; a naive time is UTC."""
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
-
-
-def stable_hash(obj: Any) -> str:
-    """A short, stable hash of a JSON-able object (used for config hashes)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -25,7 +25,9 @@ from typing import Any, TextIO
 import pandas as pd
 
 from . import __version__
-from .config import Config, month_bounds
+from .calendar import month_bounds
+from .checkpoints import MonthStats, load_checkpoints, parquet_checks
+from .config import Config
 from .db import database_url, read_url
 from .db.baseline import resolve_baseline
 from .db.budget import connections_needed, describe_need, server_budget, servers
@@ -41,15 +43,14 @@ from .db.locks import register_run, xact_lock
 from .db.schema import create_output_schema, feature_table
 from .db.source import (
     BARS_META,
-    MonthStats,
     SourceTable,
     first_time,
     inspect_source,
     null_time_rows,
     survey,
 )
-from .db.writer import ensure_feature_table, load_checkpoints, replace_null_time_rejects
-from .errors import BqxError, ConfigError, DatabaseUnavailable, OutputError
+from .db.writer import ensure_feature_table, replace_null_time_rejects
+from .errors import BqxError, ConfigError, DatabaseUnavailable
 from .features import registry
 from .outputs import parquet
 from .outputs.locations import check_output_locations
@@ -121,9 +122,7 @@ def run_features(
     """Run the pipeline for ``cfg``; ``client`` is an existing ``distributed.Client`` (tests)."""
     out = out or sys.stdout
     fams = tuple(families) if families is not None else tuple(cfg.families.enabled)
-    unknown = [f for f in fams if f not in registry.all_families()]
-    if unknown:
-        raise ConfigError(f"--families: unknown family {unknown[0]!r}; fix: use some of {', '.join(registry.all_families())}")
+    registry.check_names(fams, "--families")
     if not dry_run:
         check_output_locations(cfg)
     run_id = new_run_id()
@@ -234,7 +233,8 @@ def _plan(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
             raise explain_db_error(exc, url, "planning the run") from None
         raise
     checkpoints = {k: v for k, v in checkpoints.items() if (k[0], k[1]) not in missing_tables}
-    parquet_ok = _parquet_checks(cfg, fams, checkpoints) if cfg.output.write_parquet else {}
+    parquet_ok = (parquet_checks(cfg.output.parquet_dir, checkpoints, fams, cfg.run.pairs)
+                  if cfg.output.write_parquet else {})
     plan = make_plan(cfg, run_id=run_id, families=fams, surveys=surveys, baselines=baselines,
                      checkpoints=checkpoints, parquet_ok=parquet_ok, full_refresh=full_refresh)
     short = [p for p in cfg.run.pairs if sum(s.rows for s in surveys[p].values()) < warmup]
@@ -260,22 +260,6 @@ def _survey(cur, src: SourceTable, cfg: Config, warmup: int) -> dict[str, MonthS
 def _missing_feature_tables(cur, cfg: Config, fams: Sequence[str]) -> set[tuple[str, str]]:
     return {(f, p) for f in fams for p in cfg.run.pairs
             if not table_exists(cur, cfg.database.output_schema, feature_table(f, p))}
-
-
-def _parquet_checks(cfg: Config, fams: Sequence[str], checkpoints) -> dict[tuple[str, str, str], bool]:
-    """For each checkpoint, whether its Parquet file exists with the same hash and fingerprint."""
-    ok = {}
-    for (fam, pair, month), ck in checkpoints.items():
-        if fam not in fams or pair not in cfg.run.pairs:
-            continue
-        try:
-            meta = parquet.unit_metadata(cfg.output.parquet_dir, fam, pair, month)
-        except OutputError as exc:
-            log.warning("%s — it will be recomputed", exc)
-            meta = None
-        ok[(fam, pair, month)] = bool(meta) and meta.get("config_hash") == ck.config_hash \
-            and meta.get("fingerprint") == ck.fingerprint
-    return ok
 
 
 def format_plan(plan: Plan, cfg: Config, url: str, rurl: str) -> str:

@@ -1,7 +1,8 @@
 """The run plan: units (pair, month), their warm-up, fingerprints and checkpoint decisions (SPEC §5, §6).
 
 Pure: everything here works on values the pipeline fetched (surveys, baselines, checkpoints),
-so a plan can be printed (``--dry-run``) and tested without a database.
+so a plan can be printed (``--dry-run``) and tested without a database; nothing here imports
+``bqxdask.db``. What a checkpoint and a fingerprint are is :mod:`bqxdask.checkpoints`.
 
 - The warm-up of every partition is :func:`bqxdask.features.registry.warmup_rows` — the largest
   lookback of the enabled families, their input series' lag included. It is never typed twice.
@@ -14,12 +15,12 @@ so a plan can be printed (``--dry-run``) and tested without a database.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .config import Config, month_bounds, month_range
-from .db.source import MonthStats
+from .calendar import month_bounds, month_range, months_before
+from .checkpoints import Checkpoint, MonthStats, checkpoint_current, unit_fingerprint
+from .config import Config
 from .features import registry
 
 #: extra raw rows read (and fingerprinted) beyond the warm-up, so bars quarantined in the
@@ -39,36 +40,6 @@ class Baseline:
     @property
     def key(self) -> str:
         return f"{self.time.isoformat()}|{self.close!r}"
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    family: str
-    pair: str
-    month: str
-    config_hash: str
-    fingerprint: str
-    rows: int
-    rejected: int
-    sql_written: bool
-    parquet_written: bool
-
-
-def checkpoint_current(ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool,
-                       write_parquet: bool, parquet_ok: bool) -> bool:
-    """Whether a unit's checkpoint still stands for this config and these source bars (SPEC §6).
-
-    ``parquet_ok``: the unit's Parquet file exists and its metadata carries the same config
-    hash and fingerprint. Used by the plan and, under the unit's lock, by a run that waited
-    for another to write the unit (SPEC §11).
-    """
-    return (
-        ck is not None
-        and ck.config_hash == config_hash
-        and ck.fingerprint == fingerprint
-        and (ck.sql_written or not write_sql)
-        and (not write_parquet or (ck.parquet_written and parquet_ok))
-    )
 
 
 @dataclass(frozen=True)
@@ -123,27 +94,6 @@ def warmup_read_rows(warmup: int) -> int:
     return warmup + int(warmup * WARMUP_SLACK) + WARMUP_SLACK_ROWS if warmup else 0
 
 
-def months_before(month: str, n: int) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    total = y * 12 + (m - 1) - n
-    return f"{total // 12:04d}-{total % 12 + 1:02d}"
-
-
-def unit_fingerprint(month: str, stats: Mapping[str, MonthStats], warmup: int, baseline: Baseline) -> str:
-    """Hash of the month's rows, the rows of the months its warm-up draws on, and the baseline."""
-    parts = [baseline.key]
-    own = stats.get(month)
-    parts.append(f"{month}:{own.fingerprint if own else 'empty'}")
-    need = warmup_read_rows(warmup)
-    earlier = sorted((m for m in stats if m < month), reverse=True)
-    for m in earlier:
-        if need <= 0:
-            break
-        parts.append(f"{m}:{stats[m].fingerprint}")
-        need -= stats[m].rows
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
-
-
 def make_plan(
     cfg: Config,
     *,
@@ -173,7 +123,7 @@ def make_plan(
             if rows == 0:
                 warnings.append(f"{pair} {month}: no bars in the source table; fix: import or seed that month, "
                                 "or narrow run.start/run.end")
-            fp = unit_fingerprint(month, stats, warmup, baseline)
+            fp = unit_fingerprint(month, stats, warmup_read_rows(warmup), baseline.key)
             todo, skip = [], []
             for fam in families:
                 valid = not full_refresh and checkpoint_current(

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Config, parse_month, validate_pair
+from .calendar import parse_month
+from .config import Config, validate_pair
 from .errors import OutputError
 from .outputs import parquet
 

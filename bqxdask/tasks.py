@@ -24,19 +24,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, _faults
+from .checkpoints import Checkpoint, load_checkpoint, unit_current
 from .config import FamiliesConfig
 from .db import pool
 from .db.connect import application_name
 from .db.locks import LockWatch, unit_lock
 from .db.schema import feature_table
 from .db.source import SourceTable, read_before, read_range
-from .db.writer import copy_buffer, load_checkpoint, replace_rejected, replace_unit
-from .errors import OutputError
+from .db.writer import copy_buffer, replace_rejected, replace_unit
 from .features import registry
-from .features.index import validate_bars
 from .features.prepare import prepare
 from .outputs import parquet
-from .plan import Checkpoint, checkpoint_current, warmup_read_rows
+from .plan import warmup_read_rows
+from .quality import validate_bars
 
 log = logging.getLogger(__name__)
 
@@ -287,17 +287,8 @@ def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
         ck = load_checkpoint(cur, spec.output_schema, family_name, spec.pair, spec.month, other_than=spec.run_id,
                              since=spec.started_at)
     conn.commit()
-    if ck is None:
-        return False
-    parquet_ok = False
-    if spec.parquet_dir is not None:
-        try:
-            meta = parquet.unit_metadata(spec.parquet_dir, family_name, spec.pair, spec.month) or {}
-        except OutputError:
-            meta = {}
-        parquet_ok = meta.get("config_hash") == ck.config_hash and meta.get("fingerprint") == ck.fingerprint
-    return checkpoint_current(ck, spec.config_hashes[family_name], spec.fingerprint, write_sql=spec.write_sql,
-                              write_parquet=spec.parquet_dir is not None, parquet_ok=parquet_ok)
+    return unit_current(ck, spec.config_hashes[family_name], spec.fingerprint, write_sql=spec.write_sql,
+                        parquet_dir=spec.parquet_dir)
 
 
 def _watch(conn: Any, spec: UnitSpec, what: str, tell: Callable[[str], None]) -> LockWatch:

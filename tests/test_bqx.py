@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bqxdask import compute_features
+from bqxdask.config import FamiliesConfig
 from bqxdask.features import registry
 from bqxdask.testing import assert_spec, eurusd, fxcm_mid
 
@@ -39,7 +40,7 @@ def test_bqx_equals_independent_whole_series(bars):
     frame = bars()
     got = compute_features(frame, ["bqx"])["bqx"]
     ref = reference_bqx(frame["close"].to_numpy())
-    assert list(got.columns) == registry.get("bqx").column_names(registry.FamiliesConfig())
+    assert list(got.columns) == registry.get("bqx").column_names(FamiliesConfig())
     assert len(got) == len(frame)
     for name, expected in ref.items():
         assert_spec(got[name].to_numpy(), expected, "bqx", name, name=name)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bqxdask.config import ALL_FAMILIES, ALL_PAIRS, build_config, load_config
+from bqxdask.calendar import month_bounds, month_index, month_range, months_before, parse_month
+from bqxdask.config import ALL_FAMILIES, ALL_PAIRS, build_config, load_config, parse_memory
 from bqxdask.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +112,27 @@ def test_missing_config_file_and_bad_toml(tmp_path):
     broken.write_text("[cluster\nn_workers = 2\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken, environ={})
+
+
+def test_months_cross_year_ends_and_bad_months_name_their_key():
+    """bqxdask.calendar (SPEC §5): the one home of month arithmetic, checked against datetime."""
+    assert month_range("2023-11", "2024-02") == ["2023-11", "2023-12", "2024-01", "2024-02"]
+    assert month_range("2024-07", "2024-05") == []
+    assert months_before("2024-01", 1) == "2023-12" and months_before("2024-03", 14) == "2023-01"
+    assert months_before("2023-12", -1) == "2024-01"
+    lo, hi = month_bounds("2024-12")
+    assert (lo.isoformat(), hi.isoformat()) == ("2024-12-01T00:00:00+00:00", "2025-01-01T00:00:00+00:00")
+    assert month_index("2024-01") - month_index("2023-12") == 1 and month_index("0001-01") == 12
+    for bad in ("2024-13", "2024-7", "July", "2024-00"):
+        with pytest.raises(ConfigError, match=f"--start = '{bad}' is not a month; fix: write it as YYYY-MM"):
+            parse_month(bad, "--start")
+    with pytest.raises(ConfigError, match="--end = '2024-13'"):
+        month_range("2024-01", "2024-13", keys=("--start", "--end"))
+
+
+def test_memory_sizes_read_as_dask_reads_them():
+    assert parse_memory("2GiB", "k") == 2 * 2**30 and parse_memory("512MB", "k") == 512 * 10**6
+    assert parse_memory(" 1.5 gb ", "k") == 1_500_000_000 and parse_memory(4096, "k") == 4096
+    for bad in ("a lot", "-1GB", "", "GB"):
+        with pytest.raises(ConfigError, match=f"cluster.memory_limit = {bad!r} is not a memory size"):
+            parse_memory(bad, "cluster.memory_limit")

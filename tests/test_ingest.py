@@ -20,15 +20,17 @@ from psycopg2 import sql
 from bqxdask.config import ALL_PAIRS
 from bqxdask.db.connect import connection, qualified
 from bqxdask.errors import ConfigError, SourceError
+from bqxdask.features.index import normalize_bars
 from bqxdask.ingest import (
     database_has_bars,
     generate_bars,
     import_files,
-    importer,
     parse_files,
     seed_database,
 )
+from bqxdask.ingest import report as reasons
 from bqxdask.ingest.seed import ANCHOR_USD_VALUE, iter_month_bars
+from bqxdask.quality import validate_bars
 from bqxdask.testing import data_dir, eurusd, fxcm_mid, histdata_files
 
 _schemas = itertools.count()
@@ -127,7 +129,7 @@ def test_conflicting_duplicates_are_rejected_with_reason_and_not_written(pg_url,
 
     report = import_files(pg_url, schema, "eurusd", [path], "histdata")
     # the identical copy is a duplicate; then both different bars at that time are rejected
-    assert report.rejected_reasons == {importer.R_CONFLICT: 2}
+    assert report.rejected_reasons == {reasons.R_CONFLICT: 2}
     assert report.duplicate == 1
     assert report.rejected == 2 and report.inserted == len(lines) - 1
     assert "conflicting duplicate time" in report.summary_line() and "conflict.csv:501" in report.summary_line()
@@ -153,11 +155,31 @@ def test_malformed_lines_and_spec3_violations_are_rejected_with_reasons(tmp_path
     path.write_text("\n".join(good + bad) + "\n\n")
     parsed = parse_files([path], "histdata")
     assert parsed.rejected_reasons == {
-        importer.R_HIGH: 1, importer.R_LOW: 1, importer.R_PRICE_VALUE: 2, importer.R_PRICE_TEXT: 1,
-        importer.R_FIELDS: 1, importer.R_TIME: 1, importer.R_VOLUME: 1,
+        reasons.R_HIGH: 1, reasons.R_LOW: 1, reasons.R_PRICE_VALUE: 2, reasons.R_PRICE_TEXT: 1,
+        reasons.R_FIELDS: 1, reasons.R_TIME: 1, reasons.R_VOLUME: 1,
     }
-    assert parsed.examples[importer.R_HIGH] == "bad.csv:1001"
+    assert parsed.examples[reasons.R_HIGH] == "bad.csv:1001"
     assert len(parsed.bars) == len(good) and parsed.read == len(good) + len(bad)
+
+
+def test_import_and_the_pipeline_quarantine_the_same_bars(tmp_path):
+    """One SPEC §3 rule: a bar the importer keeps is a bar validate_bars accepts, and the reverse,
+    also right at the 1e-9 tolerance of the high/low checks (issue 14)."""
+    rows = []
+    for i, (high_factor, low_factor) in enumerate(
+            [(1 - 2e-9, 1.0), (1 - 0.5e-9, 1.0), (1.0, 1 + 2e-9), (1.0, 1 + 0.5e-9), (1.0, 1.0)] * 40):
+        o, c = 1.1 + i * 1e-5, 1.1 + i * 1e-5 + 3e-5
+        stamp = (pd.Timestamp("2024-07-01", tz="UTC") + pd.Timedelta(minutes=i)).isoformat()
+        rows.append(f"{stamp},{o!r},{max(o, c) * high_factor!r},{min(o, c) * low_factor!r},{c!r},1")
+    rows += ["2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.15,1", "2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.16,1",
+             "2024-07-02T00:01:00+00:00,1.1,1.2,1.0,0,1"]
+    path = tmp_path / "edge.csv"
+    path.write_text("time,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    parsed = parse_files([path], "csv")
+    frame = pd.read_csv(path, parse_dates=["time"]).set_index("time")
+    accepted, rejected = validate_bars(normalize_bars(frame))
+    assert list(parsed.bars["time"]) == list(accepted.index)
+    assert parsed.rejected == len(rejected) == 40 + 40 + 2 + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,8 +208,8 @@ def test_one_sided_bid_ask_times_are_rejected(tmp_path):
     ask = tmp_path / "ask.csv"
     ask.write_text("\n".join(ask_lines[:100] + ask_lines[101:3001]) + "\n")
     parsed = parse_files(folder / "fxcm-usdjpy-m1-bid-2013.csv", "csv", ask_files=ask)
-    assert parsed.rejected_reasons[importer.R_BID_ONLY] == 1 + (len(ask_lines) - 3001)
-    assert importer.R_ASK_ONLY not in parsed.rejected_reasons
+    assert parsed.rejected_reasons[reasons.R_BID_ONLY] == 1 + (len(ask_lines) - 3001)
+    assert reasons.R_ASK_ONLY not in parsed.rejected_reasons
     assert len(parsed.bars) == 2999
 
 

@@ -44,8 +44,9 @@ import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
+from bqxdask.config import families_config
 from bqxdask.errors import ConfigError
-from bqxdask.features import families_config, reg, registry
+from bqxdask.features import reg, registry
 from bqxdask.features._reg_fast import fallback_rows
 from bqxdask.features._reg_kernel import rolling_polyfit_dd
 from bqxdask.testing import assert_spec, eurusd, fxcm_mid

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from select_util import bars, select, write_features
 
-from bqxdask.config import FamiliesConfig, RegParams
+from bqxdask.config import FamiliesConfig
 from bqxdask.features import registry
+from bqxdask.features.reg import RegParams
 from bqxdask.select import walk_forward
 from bqxdask.select.fit import ForestParams, cluster_importance
 from bqxdask.select.significance import benjamini_hochberg, block_pvalues, spearman_clusters

@@ -26,8 +26,9 @@ import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bqxdask import compute_features
+from bqxdask.config import families_config
 from bqxdask.errors import ConfigError
-from bqxdask.features import families_config, registry
+from bqxdask.features import registry
 from bqxdask.features import technical as technical_mod
 from bqxdask.testing import assert_spec, eurusd, fxcm_mid, padded, tolerance, tolerance_ratio
 from bqxdask.testing import reference_statistics as ref_statistics

@@ -13,8 +13,8 @@ from psycopg2 import sql
 
 from ..config import parse_time
 from ..errors import ConfigError, SourceError
-from ..features.index import validate_bars
 from ..plan import Baseline
+from ..quality import validate_bars
 from .connect import qualified, table_exists
 from .source import SourceTable, read_from
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import psycopg2.extensions
 from psycopg2 import sql
 
+from ..checkpoints import create_table as create_checkpoints_table
 from ..config import validate_identifier, validate_pair
 from .connect import qualified, table_exists
 from .locks import xact_lock
@@ -65,13 +66,4 @@ def create_output_schema(cur: psycopg2.extensions.cursor, schema: str) -> None:
             "CREATE TABLE IF NOT EXISTS {} (run_id text PRIMARY KEY, host text, pid integer,"
             " started_at timestamptz NOT NULL DEFAULT now())"
         ).format(qualified(schema, "runs")))
-    if table_exists(cur, schema, "checkpoints"):
-        return
-    cur.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} ("
-        " family text NOT NULL, pair text NOT NULL, month text NOT NULL,"
-        " config_hash text NOT NULL, fingerprint text NOT NULL, rows bigint NOT NULL,"
-        " rejected bigint NOT NULL, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),"
-        " sql_written boolean NOT NULL, parquet_written boolean NOT NULL,"
-        " PRIMARY KEY (family, pair, month))"
-    ).format(qualified(schema, "checkpoints")))
+    create_checkpoints_table(cur, schema)

@@ -18,6 +18,7 @@ import pandas as pd
 import psycopg2.extensions
 from psycopg2 import sql
 
+from ..checkpoints import MonthStats
 from ..errors import SourceError
 from .connect import qualified, table_columns
 from .schema import source_table
@@ -156,23 +157,6 @@ def read_from(cur: psycopg2.extensions.cursor, src: SourceTable, start: dt.datet
         sql.Literal(start))
     query = sql.SQL("{}{} ORDER BY time LIMIT {}").format(_select(src), cond, sql.Literal(int(limit)))
     return parse_copy_binary(copy_out(cur, query)).sort_index(kind="stable")
-
-
-@dataclass(frozen=True)
-class MonthStats:
-    """What the survey knows of one month of one pair's source rows (raw, before quarantine)."""
-
-    month: str
-    rows: int
-    first: dt.datetime | None
-    last: dt.datetime | None
-    checksum: str
-
-    @property
-    def fingerprint(self) -> str:
-        first = self.first.isoformat() if self.first else "-"
-        last = self.last.isoformat() if self.last else "-"
-        return f"{self.rows}|{first}|{last}|{self.checksum}"
 
 
 def survey(cur: psycopg2.extensions.cursor, src: SourceTable, lo: dt.datetime, hi: dt.datetime) -> dict[str, MonthStats]:

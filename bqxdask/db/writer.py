@@ -7,7 +7,7 @@ does not care about row order, and almost every row of a feature table has no NU
 so in practice there are a handful of groups.
 
 :func:`replace_unit` replaces one (family, pair, month) unit: DELETE of the month range, COPY
-of the new rows and the checkpoint row, committed together — a rerun never duplicates and a
+of the new rows and the checkpoint row (:mod:`bqxdask.checkpoints`), committed together — a rerun never duplicates and a
 killed run leaves either the old unit or the new one.
 """
 
@@ -23,7 +23,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from .. import _faults
-from ..plan import Checkpoint
+from ..checkpoints import Checkpoint, upsert_checkpoint
 from .connect import qualified, table_columns
 from .locks import xact_lock
 from .source import PG_EPOCH_US, bars_row_dtype
@@ -175,21 +175,6 @@ def replace_unit(
     conn.commit()
 
 
-def upsert_checkpoint(cur: psycopg2.extensions.cursor, schema: str, ck: Checkpoint, run_id: str) -> None:
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {} (family, pair, month, config_hash, fingerprint, rows, rejected, run_id, written_at,"
-            " sql_written, parquet_written) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)"
-            " ON CONFLICT (family, pair, month) DO UPDATE SET config_hash = EXCLUDED.config_hash,"
-            " fingerprint = EXCLUDED.fingerprint, rows = EXCLUDED.rows, rejected = EXCLUDED.rejected,"
-            " run_id = EXCLUDED.run_id, written_at = now(), sql_written = EXCLUDED.sql_written,"
-            " parquet_written = EXCLUDED.parquet_written"
-        ).format(qualified(schema, "checkpoints")),
-        (ck.family, ck.pair, ck.month, ck.config_hash, ck.fingerprint, ck.rows, ck.rejected, run_id,
-         ck.sql_written, ck.parquet_written),
-    )
-
-
 def replace_rejected(
     conn: psycopg2.extensions.connection,
     schema: str,
@@ -238,29 +223,3 @@ def replace_null_time_rejects(conn: psycopg2.extensions.connection, schema: str,
 
 def _text_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
-
-
-def load_checkpoints(cur: psycopg2.extensions.cursor, schema: str, pairs: Sequence[str]) -> dict[tuple[str, str, str], Checkpoint]:
-    cur.execute(
-        sql.SQL(
-            "SELECT family, pair, month, config_hash, fingerprint, rows, rejected, sql_written, parquet_written"
-            " FROM {} WHERE pair = ANY(%s)"
-        ).format(qualified(schema, "checkpoints")),
-        (list(pairs),),
-    )
-    return {(r[0], r[1], r[2]): Checkpoint(*r) for r in cur.fetchall()}
-
-
-def load_checkpoint(cur: psycopg2.extensions.cursor, schema: str, family: str, pair: str, month: str, *,
-                    other_than: str, since: dt.datetime | None = None) -> Checkpoint | None:
-    """The unit's checkpoint if another run (not ``other_than``) wrote it, at or after ``since``."""
-    cur.execute(
-        sql.SQL(
-            "SELECT family, pair, month, config_hash, fingerprint, rows, rejected, sql_written, parquet_written"
-            " FROM {} WHERE family = %s AND pair = %s AND month = %s AND run_id <> %s"
-            " AND (%s::timestamptz IS NULL OR written_at >= %s::timestamptz)"
-        ).format(qualified(schema, "checkpoints")),
-        (family, pair, month, other_than, since, since),
-    )
-    row = cur.fetchone()
-    return Checkpoint(*row) if row else None

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ..config import ALL_FAMILIES, FamiliesConfig, _build, validate_families
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
 from . import registry
-from .index import normalize_bars, validate_bars
-from .prepare import prepare
 
-# isort: split
-# Family modules register themselves on import, in SPEC §4 order (bqx: registry.py itself).
-from . import (  # noqa: F401
-    bollinger,  # Track 1
-    reg,  # Track 2: reg_rate, reg_bqx
-    statistics,  # Track 1
-    technical,  # Track 1
-)
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compute_features", "families_config", "registry", "prepare"]
-
-
-def families_config(params: Mapping[str, Any] | FamiliesConfig | None = None) -> FamiliesConfig:
-    """The ``families`` config section with ``params`` (a dict like the TOML section) applied."""
-    cfg = params if isinstance(params, FamiliesConfig) else _build(
-        FamiliesConfig, dict(params or {}), prefix="families.", source="params")
-    validate_families(cfg)
-    return cfg
+__all__ = ["compute_features", "registry"]
 
 
 def compute_features(
     bars: pd.DataFrame,
     families: Sequence[str] | None = None,
-    params: Mapping[str, Any] | FamiliesConfig | None = None,
+    params: Mapping[str, Any] | None = None,
     *,
     baseline: float | None = None,
 ) -> dict[str, pd.DataFrame]:
@@ -64,12 +45,16 @@ def compute_features(
         Family name → DataFrame indexed by ``time`` with the family's columns in SPEC order;
         undefined values are NaN.
     """
+    # on call: the config is built from this package's registry, so the package does not import it,
+    # and loading the config needs none of pandas
+    from ..config import families_config
+    from ..quality import validate_bars
+    from .index import normalize_bars
+    from .prepare import prepare
+
     cfg = families_config(params)
-    names = list(families) if families is not None else list(ALL_FAMILIES)
+    names = registry.check_names(families if families is not None else registry.NAMES, "families")
     known = registry.all_families()
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"unknown family {name!r}; fix: use some of {', '.join(known)}")
     accepted, rejected = validate_bars(normalize_bars(bars))
     if len(rejected):
         log.warning("dropped %d bad bars (first: %s at %s)", len(rejected), rejected["reason"].iloc[0],

@@ -105,7 +105,7 @@ def rolling_polyfit(y: np.ndarray, window: int, degree: int, out: np.ndarray | N
     the rows of ``out``: a C-contiguous ``(len(names), len(y))`` float64 array to fill (one
     large table for many windows is allocated, and page-faulted, once), or a new one.
     """
-    y = checked_series(y, window, degree)
+    y = checked_series(y)
     table = np.empty((len(output_names(degree)), len(y))) if out is None else out
     result, flagged = _float64_pass(y, window, degree, table)
     if len(flagged):
@@ -115,7 +115,7 @@ def rolling_polyfit(y: np.ndarray, window: int, degree: int, out: np.ndarray | N
 
 def fallback_rows(y: np.ndarray, window: int, degree: int) -> np.ndarray:
     """The rows whose values :func:`rolling_polyfit` takes from the double-double kernel."""
-    y = checked_series(y, window, degree)
+    y = checked_series(y)
     return _float64_pass(y, window, degree, np.empty((len(output_names(degree)), len(y))))[1]
 
 

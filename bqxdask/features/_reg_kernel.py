@@ -263,14 +263,13 @@ def _constants(window: int, degree: int) -> dict:
 # -------------------------------------------------------------------------------------------
 # The kernel.
 # -------------------------------------------------------------------------------------------
-def checked_series(y: np.ndarray, window: int, degree: int) -> np.ndarray:
-    """``y`` as a contiguous float64 array, after checking it and the fit's parameters."""
+def checked_series(y: np.ndarray) -> np.ndarray:
+    """``y`` as a contiguous float64 array, after checking that it is finite.
+
+    ``window`` and ``degree`` obey :func:`bqxdask.features.reg.check_fit` (the one rule of the
+    fits, applied to the config and to every call of :func:`bqxdask.features.reg.reg`).
+    """
     y = np.ascontiguousarray(y, dtype=np.float64)
-    if degree not in (1, 2, 3):
-        raise ValueError(f"degree = {degree} is not supported; fix: use 1, 2 or 3")
-    if not degree + 1 <= window <= MAX_WINDOW:
-        raise ValueError(f"window = {window} is outside {degree + 1}..{MAX_WINDOW} for degree {degree}; "
-                         "fix: choose a window with more rows than coefficients")
     if not np.isfinite(y).all():
         raise ValueError("rolling_polyfit needs a finite series; fix: cut leading NaNs off first")
     return y
@@ -282,7 +281,7 @@ def rolling_polyfit_dd(y: np.ndarray, window: int, degree: int) -> dict[str, np.
     ``y`` is a finite float64 series in time order. Row t uses ``y[t−W+1..t]``; the first
     ``W − 1`` rows are NaN. Returns ``{name: array}`` for :func:`output_names` ``(degree)``.
     """
-    y = checked_series(y, window, degree)
+    y = checked_series(y)
     w = window
     n = len(y)
     names = output_names(degree)

@@ -24,14 +24,30 @@ https://ta-lib.github.io/ta-lib-python/func_groups/overlap_studies.html (BBANDS)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import BollingerParams
-from . import registry
+from ..errors import ConfigError
 from ._windows import nan_columns, shift, trailing_windows
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
+from .params import check_windows
 
 STATS = ("middle", "upper", "lower", "width", "percent_b", "slope")
+
+
+@dataclass(frozen=True)
+class BollingerParams:
+    """``[families.bollinger]``: the periods N and the band multiplier k."""
+
+    periods: tuple[int, ...] = (20, 30, 60, 120)
+    k: float = 2.0
+
+    def check(self, key: str = "families.bollinger") -> None:
+        check_windows(self.periods, f"{key}.periods", minimum=2)
+        if not self.k > 0:
+            raise ConfigError(f"{key}.k must be > 0; fix: the SPEC default is 2")
 
 
 def columns(periods: Sequence[int]) -> list[str]:
@@ -80,21 +96,18 @@ def bollinger(x: np.ndarray, *, periods: Sequence[int], k: float) -> dict[str, n
     return out
 
 
-def _columns(p: BollingerParams) -> list[str]:
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"bb_middle_{N}": L, "bb_upper_{N}": L, "bb_lower_{N}": L, "bb_width_{N}": S,
+              "bb_percent_b_{N}": S, "bb_slope_{N}": S}
+
+
+def param_columns(p: BollingerParams) -> list[str]:
     return columns(p.periods)
 
 
-def _kwargs(p: BollingerParams) -> dict:
+def lookback(p: BollingerParams) -> int:
+    return max(p.periods)  # the slope needs width[t−1], i.e. x[t−N]
+
+
+def kernel_kwargs(p: BollingerParams) -> dict:
     return {"periods": tuple(p.periods), "k": float(p.k)}
-
-
-for _name, _input, _what in (("bollinger_rate", "idx", "the index"), ("bollinger_bqx", "bqx", "the BQX series")):
-    registry.register(registry.Family(
-        name=_name, input=_input, section="bollinger",
-        columns=_columns,
-        lookback=lambda p: max(p.periods),  # the slope needs width[t−1], i.e. x[t−N]
-        kernel=bollinger,
-        kwargs=_kwargs,
-        summary=f"Bollinger bands (SMA ± k·σ, width, %b, slope) of {_what} (SPEC §4.3)",
-    ))
-del _name, _input, _what

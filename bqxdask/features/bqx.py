@@ -14,9 +14,28 @@ earlier bars are NaN. The return is summed from the differences ``idx[t−i] −
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..errors import ConfigError
 from ._windows import nan_columns, trailing_windows
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
+from .params import check_windows
+
+
+@dataclass(frozen=True)
+class BqxParams:
+    """``[families.bqx]``: the momentum windows and the window of the BQX series other families read."""
+
+    windows: tuple[int, ...] = (15, 30, 45, 60, 75)
+    series_window: int = 15
+
+    def check(self, key: str = "families.bqx") -> None:
+        check_windows(self.windows, f"{key}.windows", minimum=1)
+        if self.series_window < 1:
+            raise ConfigError(f"{key}.series_window must be >= 1; fix: the SPEC default is 15")
 
 
 def columns(windows: tuple[int, ...]) -> list[str]:
@@ -58,3 +77,20 @@ def bqx(idx: np.ndarray, *, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
     out["agg_bqx_volatility"] = out[f"w{m}_bqx_std"] / idx
     out["rate_index"] = np.asarray(idx, dtype="float64").copy()
     return out
+
+
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"w{N}_bqx_return": S, "w{N}_bqx_endpoint": S, "w{N}_bqx_max": L, "w{N}_bqx_min": L,
+              "w{N}_bqx_avg": L, "w{N}_bqx_std": S, "agg_bqx_range": S, "agg_bqx_volatility": S, "rate_index": L}
+
+
+def param_columns(p: BqxParams) -> list[str]:
+    return columns(p.windows)
+
+
+def lookback(p: BqxParams) -> int:
+    return max(p.windows)
+
+
+def kernel_kwargs(p: BqxParams) -> dict:
+    return {"windows": p.windows}

@@ -1,4 +1,4 @@
-"""Index series and bar validation (SPEC §3, §4.1).
+"""Index series (SPEC §4.1); the bars it is built from are validated by :mod:`bqxdask.quality` (SPEC §3).
 
 ``idx = 100 · close / B`` where B is the close of the pair's first accepted bar at or after
 ``index.baseline``; ``open_idx``, ``high_idx``, ``low_idx`` use the same B. Every family reads
@@ -12,18 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SourceError
-
-PRICE_COLUMNS = ("open", "high", "low", "close")
-#: relative slack on the high/low consistency rules (SPEC §3)
-HL_TOLERANCE = 1e-9
-
-REASON_MISSING = "{col} is NULL or NaN"
-REASON_NONFINITE = "{col} is infinite"
-REASON_NONPOSITIVE = "{col} <= 0"
-REASON_HIGH = "high < max(open, close)"
-REASON_LOW = "low > min(open, close)"
-REASON_CONFLICT = "conflicting duplicate time"
-REASON_NULL_TIME = "time is NULL"
+from ..quality import PRICE_COLUMNS
 
 PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
 
@@ -47,54 +36,6 @@ def normalize_bars(bars: pd.DataFrame) -> pd.DataFrame:
     vol = frame["volume"] if "volume" in frame.columns else 0
     out["volume"] = pd.to_numeric(pd.Series(vol, index=frame.index), errors="coerce").fillna(0).to_numpy("float64")
     return out
-
-
-def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split bars into (accepted, rejected) following SPEC §3.
-
-    ``bars`` is a normalised frame (see :func:`normalize_bars`), in any order. Accepted bars are
-    sorted by time with identical duplicates kept once; rejected bars come back as a frame with
-    columns ``time`` and ``reason`` (one row per rejected source row). Bars with a NaT time are
-    rejected with reason ``time is NULL``.
-    """
-    if len(bars) == 0:
-        return bars.iloc[0:0], pd.DataFrame({"time": pd.DatetimeIndex([], tz="UTC"), "reason": pd.Series([], dtype=object)})
-    o, h, lo, c = (bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS)
-    times = bars.index
-    reason = np.full(len(bars), None, dtype=object)
-
-    def mark(mask: np.ndarray, text: str) -> None:
-        fresh = mask & (reason == None)  # noqa: E711 - elementwise on an object array
-        reason[fresh] = text
-
-    mark(np.asarray(times.isna()), REASON_NULL_TIME)
-    for col, arr in zip(PRICE_COLUMNS, (o, h, lo, c)):
-        mark(np.isnan(arr), REASON_MISSING.format(col=col))
-        mark(np.isinf(arr), REASON_NONFINITE.format(col=col))
-        mark(arr <= 0, REASON_NONPOSITIVE.format(col=col))
-    with np.errstate(invalid="ignore"):
-        top = np.maximum(o, c)
-        bottom = np.minimum(o, c)
-        mark(h < top * (1 - HL_TOLERANCE), REASON_HIGH)
-        mark(lo > bottom * (1 + HL_TOLERANCE), REASON_LOW)
-
-    # duplicates: identical rows kept once, differing rows at one time all rejected
-    frame = bars.assign(_row=np.arange(len(bars)))
-    good = reason == None  # noqa: E711
-    dup_time = frame.index.duplicated(keep=False) & good
-    if dup_time.any():
-        sub = frame[dup_time]
-        key_cols = [*PRICE_COLUMNS, "volume"]
-        distinct = sub.reset_index().drop_duplicates(["time", *key_cols]).groupby("time").size()
-        conflicting = distinct.index[distinct.to_numpy() > 1]
-        conflict_mask = dup_time & frame.index.isin(conflicting)
-        reason[conflict_mask] = REASON_CONFLICT
-        good = reason == None  # noqa: E711
-    accepted = bars[good]
-    accepted = accepted[~accepted.index.duplicated(keep="first")].sort_index(kind="stable")
-    bad = reason != None  # noqa: E711
-    rejected = pd.DataFrame({"time": times[bad], "reason": reason[bad]})
-    return accepted, rejected.sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def index_frame(bars: pd.DataFrame, baseline: float) -> pd.DataFrame:

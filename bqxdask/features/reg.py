@@ -33,32 +33,44 @@ https://en.wikipedia.org/wiki/Discrete_orthogonal_polynomials ; ``numpy.polyfit`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..config import RegParams
 from ..errors import ConfigError
-from . import registry
 from ._reg_fast import rolling_polyfit
 from ._reg_kernel import MAX_WINDOW, output_names
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
+from .params import check_windows
 
-__all__ = ["columns", "reg", "output_names"]
+__all__ = ["RegParams", "check_fit", "columns", "reg", "output_names"]
+
+DEGREES = (1, 2, 3)
 
 
-def _check(windows: tuple[int, ...], degree: int) -> None:
-    if degree not in (1, 2, 3):
-        raise ConfigError(f"families.reg.degree = {degree} is not supported; fix: use 1, 2 or 3")
-    # at least one residual degree of freedom (the rule of config validation, SPEC §2)
-    bad = [w for w in windows if not degree + 2 <= int(w) <= MAX_WINDOW]
-    if bad:
-        raise ConfigError(
-            f"families.reg.windows contains {bad[0]}, outside {degree + 2}..{MAX_WINDOW} for degree {degree}; "
-            f"fix: use windows of at least {degree + 2} rows"
-        )
+def check_fit(windows: tuple[int, ...], degree: int, key: str = "families.reg") -> None:
+    """The one rule of the fits (SPEC §2, §4.6): degree 1, 2 or 3; windows of ``degree + 2`` rows (at
+    least one residual degree of freedom) up to the kernel's :data:`MAX_WINDOW`, each listed once."""
+    if degree not in DEGREES:
+        raise ConfigError(f"{key}.degree = {degree} is not supported; fix: use 1, 2 or 3")
+    check_windows(windows, f"{key}.windows", minimum=degree + 2, maximum=MAX_WINDOW)
+
+
+@dataclass(frozen=True)
+class RegParams:
+    """``[families.reg]``: the windows W and the degree d of the rolling fits."""
+
+    windows: tuple[int, ...] = (15, 30, 45, 60, 75, 90, 150, 240, 390, 630)
+    degree: int = 2
+
+    def check(self, key: str = "families.reg") -> None:
+        check_fit(self.windows, self.degree, key)
 
 
 def columns(windows: tuple[int, ...], degree: int) -> list[str]:
     """Column names in SPEC §4.6 order, grouped by window: ``w{W}_<output>``."""
-    _check(windows, degree)
+    check_fit(windows, degree)
     return [f"w{w}_{name}" for w in windows for name in output_names(degree)]
 
 
@@ -78,7 +90,7 @@ def reg(x: np.ndarray, *, windows: tuple[int, ...], degree: int) -> dict[str, np
     dict
         Column name → float64 array of ``len(x)``; the first ``W − 1`` rows of window W are NaN.
     """
-    _check(windows, degree)
+    check_fit(windows, degree)
     per_window = len(output_names(degree))
     # one table for every column: one large allocation is page-faulted far faster than ten
     table = np.empty((per_window * len(windows), len(x)))
@@ -90,25 +102,19 @@ def reg(x: np.ndarray, *, windows: tuple[int, ...], degree: int) -> dict[str, np
     return out
 
 
-def _columns(p: RegParams) -> list[str]:
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"w{N}_quad": S, "w{N}_lin": S, "w{N}_cubic": S, "w{N}_const": L, "w{N}_quad_term": S,
+              "w{N}_lin_term": S, "w{N}_pred": L, "w{N}_resid": S, "w{N}_slope": S, "w{N}_forecast": L,
+              "w{N}_r{N}": S, "w{N}_rmse": S}
+
+
+def param_columns(p: RegParams) -> list[str]:
     return columns(p.windows, p.degree)
 
 
-def _lookback(p: RegParams) -> int:
+def lookback(p: RegParams) -> int:
     return max(p.windows) - 1  # the window includes bar t
 
 
-def _kwargs(p: RegParams) -> dict:
+def kernel_kwargs(p: RegParams) -> dict:
     return {"windows": tuple(p.windows), "degree": p.degree}
-
-
-registry.register(registry.Family(
-    name="reg_rate", input="idx", section="reg",
-    columns=_columns, lookback=_lookback, kernel=reg, kwargs=_kwargs,
-    summary="rolling polynomial regression of the index over the last W bars, t included (SPEC §4.6)",
-))
-registry.register(registry.Family(
-    name="reg_bqx", input="bqx", section="reg",
-    columns=_columns, lookback=_lookback, kernel=reg, kwargs=_kwargs,
-    summary="rolling polynomial regression of the BQX series over the last W bars, t included (SPEC §4.6)",
-))

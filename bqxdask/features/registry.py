@@ -4,7 +4,12 @@ A :class:`Family` says what a table family reads (its input series), which confi
 holds its parameters, its columns in SPEC order, how many earlier rows one output row needs
 (its *lookback*) and the pure function that computes it. Everything else is derived from here:
 the warm-up of a partition (:func:`warmup_rows`), the SQL and Parquet schemas, the config
-hash that decides whether a checkpoint is still valid.
+hash that decides whether a checkpoint is still valid, and the ``[families.*]`` config
+section (:data:`SECTIONS`, gathered by :mod:`bqxdask.config`).
+
+Each family module holds its parameters (a frozen ``*Params`` dataclass with its ``check``),
+its columns and its kernel; :data:`FAMILIES` below wires them, in SPEC §4 order, in one
+explicit tuple — no module registers itself on import.
 
 Inputs are columns of the *prepared frame* (:mod:`bqxdask.features.prepare`):
 
@@ -12,25 +17,39 @@ Inputs are columns of the *prepared frame* (:mod:`bqxdask.features.prepare`):
 - ``idx``: the index series (SPEC §4.1)
 - ``bqx``: the BQX series ``w{series_window}_bqx_return`` (SPEC §4.2), itself ``series_window``
   rows behind the index; its leading NaNs are cut off before a family sees it.
+
+``families`` arguments below are the ``families`` config section
+(:data:`bqxdask.config.FamiliesConfig`), which is built from this module.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from ..config import ALL_FAMILIES, FamiliesConfig, stable_hash
-from . import bqx as _bqx
+if TYPE_CHECKING:  # pandas is imported on use: loading the config reads this module, not frames
+    import pandas as pd
+
+from ..errors import ConfigError
+from . import bollinger, bqx, reg, rolling_stats, technical
+from .params import LEVEL, SCALE_FREE
 
 #: bump when a formula changes, so that old checkpoints stop matching
 FEATURE_SCHEMA_VERSION = 1
 
 SeriesFn = Callable[..., Mapping[str, np.ndarray]]
+
+
+def stable_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-able object (used for config hashes)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -39,24 +58,24 @@ class Family:
 
     name: str
     input: str  # "ohlc" | "idx" | "bqx"
-    section: str  # attribute of FamiliesConfig holding the parameters
+    section: str  # the config section holding the parameters: families.<section>
     columns: Callable[[Any], list[str]]
     lookback: Callable[[Any], int]  # earlier rows needed by one output row, on its input series
     kernel: SeriesFn  # kernel(x, **params) or kernel(open, high, low, close, **params)
     kwargs: Callable[[Any], dict[str, Any]]  # params -> keyword arguments of the kernel
     summary: str
 
-    def params(self, families: FamiliesConfig) -> Any:
+    def params(self, families: Any) -> Any:
         return getattr(families, self.section)
 
-    def column_names(self, families: FamiliesConfig) -> list[str]:
+    def column_names(self, families: Any) -> list[str]:
         return self.columns(self.params(families))
 
-    def total_lookback(self, families: FamiliesConfig) -> int:
+    def total_lookback(self, families: Any) -> int:
         """Rows of *index* history one output row needs, the input series' own lag included."""
         return self.lookback(self.params(families)) + series_lookback(self.input, families)
 
-    def config_hash(self, families: FamiliesConfig, baseline: str) -> str:
+    def config_hash(self, families: Any, baseline: str) -> str:
         """What the values of this family depend on, besides the bars: a checkpoint key."""
         deps: dict[str, Any] = {"family": self.name, "params": asdict(self.params(families)),
                                 "baseline": baseline, "schema": FEATURE_SCHEMA_VERSION}
@@ -64,12 +83,14 @@ class Family:
             deps["series_window"] = families.bqx.series_window
         return stable_hash(deps)
 
-    def compute(self, prepared: pd.DataFrame, families: FamiliesConfig) -> pd.DataFrame:
+    def compute(self, prepared: pd.DataFrame, families: Any) -> pd.DataFrame:
         """Run the family on a prepared frame; one output row per input row.
 
         The columns travel as one float64 block (columns × rows): a kernel that fills such a
         block (reg) hands it over without a copy, others are copied in once.
         """
+        import pandas as pd
+
         params = self.params(families)
         names = self.columns(params)
         kwargs = self.kwargs(params)
@@ -106,36 +127,86 @@ def _column_block(result: dict, names: Sequence[str], n: int, first: int) -> np.
     return block
 
 
-def series_lookback(series: str, families: FamiliesConfig) -> int:
+def series_lookback(series: str, families: Any) -> int:
     return families.bqx.series_window if series == "bqx" else 0
 
 
-_REGISTRY: dict[str, Family] = {}
+# --------------------------------------------------------------------------------------------
+# The families, in SPEC §4 order
+# --------------------------------------------------------------------------------------------
+def _on_both(section: str, module: Any, kernel: SeriesFn, summary: str) -> tuple[Family, ...]:
+    """``<section>_rate`` on the index and ``<section>_bqx`` on the BQX series, from one family module."""
+    return tuple(
+        Family(name=f"{section}_{suffix}", input=series, section=section, columns=module.param_columns,
+               lookback=module.lookback, kernel=kernel, kwargs=module.kernel_kwargs, summary=summary.format(what))
+        for suffix, series, what in (("rate", "idx", "the index"), ("bqx", "bqx", "the BQX series"))
+    )
 
 
-def register(family: Family) -> Family:
-    if family.name in _REGISTRY:
-        raise ValueError(f"family {family.name} registered twice")
-    _REGISTRY[family.name] = family
-    return family
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        name="bqx", input="idx", section="bqx",
+        columns=bqx.param_columns, lookback=bqx.lookback, kernel=bqx.bqx, kwargs=bqx.kernel_kwargs,
+        summary="BQX momentum of the index over the W bars before t (SPEC §4.2)",
+    ),
+    *_on_both("bollinger", bollinger, bollinger.bollinger,
+              "Bollinger bands (SMA ± k·σ, width, %b, slope) of {} (SPEC §4.3)"),
+    *_on_both("statistics", rolling_stats, rolling_stats.statistics,
+              "rolling mean, std, quantiles, skew, kurtosis, z-score, lag-1 autocorrelation of {} (SPEC §4.4)"),
+    Family(
+        name="technical_rate", input="ohlc", section="technical",
+        columns=technical.rate_columns, lookback=technical.lookback, kernel=technical.technical_rate,
+        kwargs=technical.kernel_kwargs,
+        summary="TA-Lib RSI, MACD, STOCH, ADX/DI, CCI, WILLR, ROC, ATR of the index bars (SPEC §4.5)",
+    ),
+    Family(
+        name="technical_bqx", input="bqx", section="technical",
+        columns=technical.bqx_columns, lookback=technical.lookback, kernel=technical.technical_bqx,
+        kwargs=technical.kernel_kwargs, summary="TA-Lib RSI, MACD, MOM of the BQX series (SPEC §4.5)",
+    ),
+    *_on_both("reg", reg, reg.reg,
+              "rolling polynomial regression of {} over the last W bars, t included (SPEC §4.6)"),
+)
+
+#: the family names, in SPEC §4 order (the default of ``families.enabled``)
+NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
+
+#: the ``[families.<section>]`` parameter classes, each with its SPEC §2 defaults and ``check(key)``
+SECTIONS: tuple[tuple[str, type], ...] = (
+    ("bqx", bqx.BqxParams),
+    ("bollinger", bollinger.BollingerParams),
+    ("statistics", rolling_stats.StatisticsParams),
+    ("technical", technical.TechnicalParams),
+    ("reg", reg.RegParams),
+)
+
+_BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+
+
+def check_names(names: Iterable[str], key: str) -> tuple[str, ...]:
+    """``names`` if each is a family of :data:`FAMILIES`, else a ConfigError naming ``key``."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise ConfigError(f"{key}: unknown family {unknown[0]!r}; fix: use some of {', '.join(NAMES)}")
+    return names
 
 
 def get(name: str) -> Family:
-    return _REGISTRY[name]
+    return _BY_NAME[name]
 
 
 def all_families() -> dict[str, Family]:
-    """Registered families in SPEC §4 order (whatever order their modules were imported in)."""
-    order = {name: i for i, name in enumerate(ALL_FAMILIES)}
-    return dict(sorted(_REGISTRY.items(), key=lambda item: order.get(item[0], len(order))))
+    """The families by name, in SPEC §4 order."""
+    return dict(_BY_NAME)
 
 
-def enabled(families: FamiliesConfig, only: list[str] | tuple[str, ...] | None = None) -> list[Family]:
+def enabled(families: Any, only: list[str] | tuple[str, ...] | None = None) -> list[Family]:
     names = list(only) if only is not None else list(families.enabled)
-    return [_REGISTRY[n] for n in names]
+    return [_BY_NAME[n] for n in names]
 
 
-def warmup_rows(families: FamiliesConfig, only: list[str] | tuple[str, ...] | None = None) -> int:
+def warmup_rows(families: Any, only: list[str] | tuple[str, ...] | None = None) -> int:
     """Rows of accepted history a partition needs before its first row: max of the lookbacks."""
     return max((f.total_lookback(families) for f in enabled(families, only)), default=0)
 
@@ -143,35 +214,16 @@ def warmup_rows(families: FamiliesConfig, only: list[str] | tuple[str, ...] | No
 # --------------------------------------------------------------------------------------------
 # Feature kinds (SPEC §9): is a column a price level or scale-free?
 # --------------------------------------------------------------------------------------------
-LEVEL = "level"
-SCALE_FREE = "scale_free"
 KINDS = (LEVEL, SCALE_FREE)
-L, S = LEVEL, SCALE_FREE
 
-#: The kind of every column *stem* (its name with each number written ``{N}``), per config
-#: section, for a family computed on the index (input ``idx`` or ``ohlc``). A ``level`` moves
-#: with where the price is (a mean, a band, a quantile, a regression's constant or prediction):
-#: over months it wanders, so a forest can learn the training period's price range from it. A
-#: ``scale_free`` column measures how the price moves (returns, spreads, widths, oscillators,
-#: slopes, r²). Families on the BQX series (input ``bqx``) are scale-free whole: that series is
-#: itself a return. A column whose stem is missing here has no kind, and :func:`column_kind`
-#: refuses it (a test checks every registered column).
+#: the kind of every column stem, per config section, as each family module declares it; a
+#: column whose stem is missing has no kind, and :func:`column_kind` refuses it (a test checks
+#: every registered column)
 STEM_KINDS: dict[str, dict[str, str]] = {
-    "bqx": {"w{N}_bqx_return": S, "w{N}_bqx_endpoint": S, "w{N}_bqx_max": L, "w{N}_bqx_min": L,
-            "w{N}_bqx_avg": L, "w{N}_bqx_std": S, "agg_bqx_range": S, "agg_bqx_volatility": S, "rate_index": L},
-    "bollinger": {"bb_middle_{N}": L, "bb_upper_{N}": L, "bb_lower_{N}": L, "bb_width_{N}": S,
-                  "bb_percent_b_{N}": S, "bb_slope_{N}": S},
-    "statistics": {"mean_{N}": L, "std_{N}": S, "min_{N}": L, "max_{N}": L, "median_{N}": L, "q{N}_{N}": L,
-                   "iqr_{N}": S, "skew_{N}": S, "kurt_{N}": S, "zscore_{N}": S, "autocorr{N}_{N}": S},
-    # MACD and ATR are differences and ranges of the index, not levels
-    "technical": {"rsi_{N}": S, "macd": S, "macd_signal": S, "macd_hist": S, "stoch_k": S, "stoch_d": S,
-                  "adx_{N}": S, "plus_di_{N}": S, "minus_di_{N}": S, "cci_{N}": S, "willr_{N}": S, "roc_{N}": S,
-                  "atr_{N}": S, "mom_{N}": S},
-    "reg": {"w{N}_quad": S, "w{N}_lin": S, "w{N}_cubic": S, "w{N}_const": L, "w{N}_quad_term": S,
-            "w{N}_lin_term": S, "w{N}_pred": L, "w{N}_resid": S, "w{N}_slope": S, "w{N}_forecast": L,
-            "w{N}_r{N}": S, "w{N}_rmse": S},
+    section: module.STEM_KINDS
+    for section, module in (("bqx", bqx), ("bollinger", bollinger), ("statistics", rolling_stats),
+                            ("technical", technical), ("reg", reg))
 }
-del L, S
 
 
 def column_stem(column: str) -> str:
@@ -184,22 +236,9 @@ def column_kind(family: str, column: str) -> str:
 
     Raises KeyError naming the column when its kind is not declared.
     """
-    fam = _REGISTRY[family]
+    fam = _BY_NAME[family]
     kind = STEM_KINDS.get(fam.section, {}).get(column_stem(column))
     if kind is None:
         raise KeyError(f"{family}.{column} declares no kind; fix: add {column_stem(column)!r} to "
-                       f"bqxdask.features.registry.STEM_KINDS[{fam.section!r}]")
+                       f"the STEM_KINDS of the module of section {fam.section!r} ({fam.kernel.__module__})")
     return SCALE_FREE if fam.input == "bqx" else kind
-
-
-# --------------------------------------------------------------------------------------------
-# The families. Track 1 and Track 2 modules register themselves below.
-# --------------------------------------------------------------------------------------------
-register(Family(
-    name="bqx", input="idx", section="bqx",
-    columns=lambda p: _bqx.columns(p.windows),
-    lookback=lambda p: max(p.windows),
-    kernel=_bqx.bqx,
-    kwargs=lambda p: {"windows": p.windows},
-    summary="BQX momentum of the index over the W bars before t (SPEC §4.2)",
-))

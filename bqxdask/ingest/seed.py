@@ -43,11 +43,13 @@ import psycopg2
 from psycopg2 import sql
 from scipy.signal import lfilter
 
-from ..config import CURRENCIES, month_range, parse_month, validate_identifier, validate_pair
+from ..calendar import month_bounds, month_index, month_range
+from ..config import CURRENCIES, validate_identifier, validate_pair
 from ..db.connect import connection, explain_db_error, qualified, table_exists
 from ..db.schema import source_table
 from ..errors import ConfigError
-from .importer import _plural, merge_bars, prepare_target
+from .merge import merge_bars, prepare_target
+from .report import plural
 
 __all__ = ["SeedReport", "database_has_bars", "generate_bars", "iter_month_bars", "seed_database",
            "validate_seed_pairs"]
@@ -60,7 +62,7 @@ ANCHOR_USD_VALUE = {
     "aud": 0.66, "cad": 1 / 1.36, "chf": 1 / 0.88, "eur": 1.08,
     "gbp": 1.27, "jpy": 1 / 150.0, "nzd": 0.61, "usd": 1.0,
 }
-ANCHOR_MONTH = (2024, 1)
+ANCHOR_MONTH = "2024-01"
 #: daily log-vol of each currency factor against the numeraire
 DAILY_VOL = {
     "aud": 0.0050, "cad": 0.0036, "chf": 0.0042, "eur": 0.0035,
@@ -146,7 +148,7 @@ def iter_month_bars(pairs: Iterable[str], start: str, end: str,
     months = _months(start, end)
     seed = _validate_seed(seed)
     for month in months:
-        path = _month_path(seed, _month_index(month))
+        path = _month_path(seed, month)
         yield month, {pair: _pair_bars(path, pair, seed) for pair in pairs}
 
 
@@ -173,7 +175,7 @@ class SeedReport:
         span = self.months[0] if len(self.months) == 1 else f"{self.months[0]}..{self.months[-1]}"
         kept = sum(self.existing.values())
         rate = f", {self.total_rows / self.seconds:,.0f} rows/s" if self.seconds > 0 else ""
-        return (f"seeded {_plural(len(self.inserted), 'pair')} × {_plural(len(self.months), 'month')} ({span}, seed {self.seed}) "
+        return (f"seeded {plural(len(self.inserted), 'pair')} × {plural(len(self.months), 'month')} ({span}, seed {self.seed}) "
                 f"into {self.schema}: {self.total_inserted:,} rows inserted, {kept:,} already present "
                 f"in {self.seconds:.1f} s{rate}")
 
@@ -237,9 +239,7 @@ def database_has_bars(url: str, schema: str, pairs: Iterable[str]) -> bool:
 # Arguments
 # --------------------------------------------------------------------------------------------
 def _months(start: str, end: str) -> list[str]:
-    parse_month(start, "--start")
-    parse_month(end, "--end")
-    months = month_range(start, end)
+    months = month_range(start, end, keys=("--start", "--end"))
     if not months:
         raise ConfigError(f"--end {end} is before --start {start}; fix: give months in order, e.g. --start {end} --end {start}")
     for m in (months[0], months[-1]):
@@ -252,11 +252,6 @@ def _validate_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"--seed {seed!r} is not a non-negative integer; fix: e.g. --seed 0")
     return int(seed)
-
-
-def _month_index(month: str) -> int:
-    y, m = parse_month(month, "month")
-    return y * 12 + m - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +297,7 @@ def _level_table(seed: int, lo: int, hi: int) -> dict[int, np.ndarray]:
     """
     _, vol, _, chol = _model()
     month_sd = vol * math.sqrt(TRADING_DAYS_PER_MONTH)
-    anchor = ANCHOR_MONTH[0] * 12 + ANCHOR_MONTH[1] - 1
+    anchor = month_index(ANCHOR_MONTH)
     levels = {anchor: np.zeros(_NC)}
 
     def innovation(m: int) -> np.ndarray:
@@ -323,11 +318,9 @@ def _month_levels(seed: int, m_idx: int) -> tuple[np.ndarray, np.ndarray]:
     return anchor + table[m_idx], anchor + table[m_idx + 1]
 
 
-def _trading_minutes(m_idx: int) -> np.ndarray:
+def _trading_minutes(month: str) -> np.ndarray:
     """Minutes (datetime64[m], UTC) of the month outside the Fri 22:00 → Sun 22:00 weekend."""
-    y, m0 = divmod(m_idx, 12)
-    lo = np.datetime64(f"{y:04d}-{m0 + 1:02d}", "M").astype("datetime64[m]")
-    hi = (np.datetime64(f"{y:04d}-{m0 + 1:02d}", "M") + 1).astype("datetime64[m]")
+    lo, hi = (np.datetime64(t.replace(tzinfo=None), "m") for t in month_bounds(month))
     minutes = np.arange(lo, hi)
     # 1970-01-01 was a Thursday: weekday 0 = Monday
     day = (minutes - _EPOCH_MINUTE).astype("int64") // MINUTES_PER_DAY
@@ -350,10 +343,11 @@ class _MonthPath:
 
 
 @functools.lru_cache(maxsize=2)
-def _month_path(seed: int, m_idx: int) -> _MonthPath:
+def _month_path(seed: int, month: str) -> _MonthPath:
     _, vol, _, chol = _model()
+    m_idx = month_index(month)
     rng = np.random.default_rng([seed, _TAG_PATH, m_idx])
-    minutes = _trading_minutes(m_idx)
+    minutes = _trading_minutes(month)
     n = len(minutes)
     since_epoch = (minutes - _EPOCH_MINUTE).astype("int64")
     minute_of_day = since_epoch % MINUTES_PER_DAY

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import _faults
-from ..config import month_range, validate_pair
+from ..calendar import month_range
+from ..config import validate_pair
 from ..errors import ConfigError, OutputError
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def read_features(
                         index=pd.DatetimeIndex([], tz="UTC", name="time"))
     divisions = None
     if len({pair for pair, _, _ in items}) == 1:
-        from ..config import month_bounds
+        from ..calendar import month_bounds
 
         bounds = [month_bounds(m) for _, m, _ in items]
         contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))

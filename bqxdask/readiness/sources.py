@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..config import Config, month_bounds
+from ..calendar import month_bounds
+from ..config import Config
 from .findings import FAIL, OK, WARN, Check, failed
 
 GROUP = "source tables"

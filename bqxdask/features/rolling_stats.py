@@ -54,11 +54,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import StatisticsParams
-from . import registry
+from .params import LEVEL as L
+from .params import SCALE_FREE as S
+from .params import check_windows
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,16 @@ QUANTILES = (0.5, 0.25, 0.75)
 # positions in STATS, used by the kernels
 _NSTATS = len(STATS)
 _MEAN, _STD, _MIN, _MAX, _MEDIAN, _Q25, _Q75, _IQR, _SKEW, _KURT, _ZSCORE, _AUTOCORR = range(_NSTATS)
+
+
+@dataclass(frozen=True)
+class StatisticsParams:
+    """``[families.statistics]``: the windows N (at least 4 rows: the kurtosis divides by N − 3)."""
+
+    windows: tuple[int, ...] = (15, 30, 60, 120)
+
+    def check(self, key: str = "families.statistics") -> None:
+        check_windows(self.windows, f"{key}.windows", minimum=4)
 
 
 def columns(windows: Sequence[int]) -> list[str]:
@@ -311,17 +323,18 @@ def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray
     return dict(zip(columns(windows), out, strict=True))
 
 
-def _kwargs(p: StatisticsParams) -> dict:
+#: the kind (SPEC §9, :mod:`.params`) of each column stem
+STEM_KINDS = {"mean_{N}": L, "std_{N}": S, "min_{N}": L, "max_{N}": L, "median_{N}": L, "q{N}_{N}": L,
+              "iqr_{N}": S, "skew_{N}": S, "kurt_{N}": S, "zscore_{N}": S, "autocorr{N}_{N}": S}
+
+
+def param_columns(p: StatisticsParams) -> list[str]:
+    return columns(p.windows)
+
+
+def lookback(p: StatisticsParams) -> int:
+    return max(p.windows)  # autocorr1 needs x[t−N]
+
+
+def kernel_kwargs(p: StatisticsParams) -> dict:
     return {"windows": tuple(p.windows)}
-
-
-for _name, _input, _what in (("statistics_rate", "idx", "the index"), ("statistics_bqx", "bqx", "the BQX series")):
-    registry.register(registry.Family(
-        name=_name, input=_input, section="statistics",
-        columns=lambda p: columns(p.windows),
-        lookback=lambda p: max(p.windows),  # autocorr1 needs x[t−N]
-        kernel=statistics,
-        kwargs=_kwargs,
-        summary=f"rolling mean, std, quantiles, skew, kurtosis, z-score, lag-1 autocorrelation of {_what} (SPEC §4.4)",
-    ))
-del _name, _input, _what
