@@ -11,24 +11,27 @@ import datetime as dt
 
 import pytest
 
+from bqxdask.calendar import months_before
+from bqxdask.checkpoints import Checkpoint, MonthStats, checkpoint_current, unit_fingerprint
 from bqxdask.config import build_config
-from bqxdask.db.source import MonthStats
 from bqxdask.features import registry
 from bqxdask.plan import (
     WARMUP_SLACK,
     WARMUP_SLACK_ROWS,
     Baseline,
-    Checkpoint,
-    checkpoint_current,
     make_plan,
-    months_before,
     survey_start,
     survey_window,
-    unit_fingerprint,
     warmup_read_rows,
 )
 
 UTC = dt.timezone.utc
+
+
+def fingerprint(month: str, stats, warmup: int, baseline: Baseline) -> str:
+    """A unit's fingerprint as the plan takes it: over the raw rows its warm-up reads."""
+    return unit_fingerprint(month, stats, warmup_read_rows(warmup), baseline.key)
+
 MONTHS = ("2024-01", "2024-02", "2024-03")
 FAMILIES = ("bqx", "technical_rate")
 BASELINE = Baseline("eurusd", dt.datetime(2023, 11, 1, tzinfo=UTC), 1.0875)
@@ -110,12 +113,12 @@ def test_the_plan_warmup_is_the_largest_lookback_of_its_families():
 # fingerprints
 # --------------------------------------------------------------------------------------------
 def test_fingerprint_covers_the_month_and_the_baseline():
-    base = unit_fingerprint("2024-02", survey(), 100, BASELINE)
-    assert unit_fingerprint("2024-02", survey(), 100, BASELINE) == base  # a pure function of its inputs
-    assert unit_fingerprint("2024-02", survey(stats("2024-02", checksum="c1")), 100, BASELINE) != base
-    assert unit_fingerprint("2024-02", survey(stats("2024-02", rows=39_999)), 100, BASELINE) != base
+    base = fingerprint("2024-02", survey(), 100, BASELINE)
+    assert fingerprint("2024-02", survey(), 100, BASELINE) == base  # a pure function of its inputs
+    assert fingerprint("2024-02", survey(stats("2024-02", checksum="c1")), 100, BASELINE) != base
+    assert fingerprint("2024-02", survey(stats("2024-02", rows=39_999)), 100, BASELINE) != base
     moved = dataclasses.replace(BASELINE, close=1.0876)
-    assert unit_fingerprint("2024-02", survey(), 100, moved) != base
+    assert fingerprint("2024-02", survey(), 100, moved) != base
 
 
 def test_fingerprint_reaches_back_as_far_as_the_warmup_reads():
@@ -126,25 +129,25 @@ def test_fingerprint_reaches_back_as_far_as_the_warmup_reads():
     changed_dec = {**small, "2023-12": stats("2023-12", rows=500, checksum="c1")}
     short = 100  # warmup_read_rows(100) = 174 ≤ 500
     assert warmup_read_rows(short) <= 500
-    fp = unit_fingerprint("2024-02", small, short, BASELINE)
-    assert unit_fingerprint("2024-02", changed_jan, short, BASELINE) != fp
-    assert unit_fingerprint("2024-02", changed_dec, short, BASELINE) == fp
+    fp = fingerprint("2024-02", small, short, BASELINE)
+    assert fingerprint("2024-02", changed_jan, short, BASELINE) != fp
+    assert fingerprint("2024-02", changed_dec, short, BASELINE) == fp
     long = 600  # 724 rows: all of January and some of December
     assert warmup_read_rows(long) > 500
-    fp = unit_fingerprint("2024-02", small, long, BASELINE)
-    assert unit_fingerprint("2024-02", changed_dec, long, BASELINE) != fp
+    fp = fingerprint("2024-02", small, long, BASELINE)
+    assert fingerprint("2024-02", changed_dec, long, BASELINE) != fp
 
 
 def test_fingerprint_ignores_later_months_and_without_warmup_earlier_ones():
-    fp = unit_fingerprint("2024-02", survey(), 100, BASELINE)
-    assert unit_fingerprint("2024-02", survey(stats("2024-03", checksum="c1")), 100, BASELINE) == fp
-    fp0 = unit_fingerprint("2024-02", survey(), 0, BASELINE)
-    assert unit_fingerprint("2024-02", survey(stats("2024-01", checksum="c1")), 0, BASELINE) == fp0
+    fp = fingerprint("2024-02", survey(), 100, BASELINE)
+    assert fingerprint("2024-02", survey(stats("2024-03", checksum="c1")), 100, BASELINE) == fp
+    fp0 = fingerprint("2024-02", survey(), 0, BASELINE)
+    assert fingerprint("2024-02", survey(stats("2024-01", checksum="c1")), 0, BASELINE) == fp0
 
 
 def test_fingerprint_of_a_month_without_bars_differs_from_one_with_them():
     empty = {m: s for m, s in survey().items() if m != "2024-02"}
-    assert unit_fingerprint("2024-02", empty, 100, BASELINE) != unit_fingerprint("2024-02", survey(), 100, BASELINE)
+    assert fingerprint("2024-02", empty, 100, BASELINE) != fingerprint("2024-02", survey(), 100, BASELINE)
 
 
 # --------------------------------------------------------------------------------------------
