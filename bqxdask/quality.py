@@ -45,17 +45,22 @@ class PriceFaults:
 
 def price_faults(prices: np.ndarray) -> PriceFaults:
     """The SPEC §3 price checks of an (n, 4) float64 array of open, high, low, close."""
+    high, low = _high_low(prices)
+    with np.errstate(invalid="ignore"):
+        return PriceFaults(missing=np.isnan(prices), infinite=np.isinf(prices), nonpositive=prices <= 0,
+                           high=high, low=low)
+
+
+def _high_low(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """high < max(open, close) and low > min(open, close), beyond HL_TOLERANCE relative."""
     o, h, lo, c = prices.T
     with np.errstate(invalid="ignore"):
-        top = np.maximum(o, c)
-        bottom = np.minimum(o, c)
-        return PriceFaults(
-            missing=np.isnan(prices),
-            infinite=np.isinf(prices),
-            nonpositive=prices <= 0,
-            high=h < top * (1 - HL_TOLERANCE),
-            low=lo > bottom * (1 + HL_TOLERANCE),
-        )
+        return h < np.maximum(o, c) * (1 - HL_TOLERANCE), lo > np.minimum(o, c) * (1 + HL_TOLERANCE)
+
+
+def _high_low_faults(prices: np.ndarray) -> np.ndarray:
+    high, low = _high_low(prices)
+    return high | low
 
 
 def conflicting(times: pd.Index, values: pd.DataFrame, among: np.ndarray | None = None) -> np.ndarray:
@@ -87,14 +92,21 @@ def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(bars) == 0:
         return bars.iloc[0:0], pd.DataFrame({"time": pd.DatetimeIndex([], tz="UTC"), "reason": pd.Series([], dtype=object)})
     times = bars.index
-    reason = np.full(len(bars), None, dtype=object)
+    prices = np.column_stack([bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS])
+    no_time = np.asarray(times.isna())
+    with np.errstate(invalid="ignore"):
+        finite_positive = ((prices > 0) & (prices < np.inf)).all(axis=1)  # NaN fails both comparisons
+    bad = no_time | ~finite_positive | _high_low_faults(prices)
+    # which check each bad row fails first (SPEC §3), worked out for the few bad rows only
+    at = np.flatnonzero(bad)
+    faults = price_faults(prices[at])
+    reason = np.full(len(at), None, dtype=object)
 
     def mark(mask: np.ndarray, text: str) -> None:
         fresh = mask & (reason == None)  # noqa: E711 - elementwise on an object array
         reason[fresh] = text
 
-    faults = price_faults(np.column_stack([bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS]))
-    mark(np.asarray(times.isna()), REASON_NULL_TIME)
+    mark(no_time[at], REASON_NULL_TIME)
     for j, col in enumerate(PRICE_COLUMNS):
         mark(faults.missing[:, j], REASON_MISSING.format(col=col))
         mark(faults.infinite[:, j], REASON_NONFINITE.format(col=col))
@@ -102,13 +114,22 @@ def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     mark(faults.high, REASON_HIGH)
     mark(faults.low, REASON_LOW)
 
-    good = reason == None  # noqa: E711
-    conflict = conflicting(times, bars, among=good)
-    if conflict.any():
-        reason[conflict] = REASON_CONFLICT
-        good = reason == None  # noqa: E711
-    accepted = bars[good]
-    accepted = accepted[~accepted.index.duplicated(keep="first")].sort_index(kind="stable")
-    bad = reason != None  # noqa: E711
-    rejected = pd.DataFrame({"time": times[bad], "reason": reason[bad]})
-    return accepted, rejected.sort_values("time", kind="stable").reset_index(drop=True)
+    unique = times.is_unique
+    if not unique:
+        conflict = conflicting(times, bars, among=~bad)
+        if conflict.any():
+            full = np.full(len(bars), None, dtype=object)
+            full[at] = reason
+            full[conflict] = REASON_CONFLICT
+            bad = bad | conflict
+            at = np.flatnonzero(bad)
+            reason = full[at]
+    accepted = bars[~bad] if len(at) else bars.copy(deep=False)
+    if not unique:
+        accepted = accepted[~accepted.index.duplicated(keep="first")]
+    if not accepted.index.is_monotonic_increasing:
+        accepted = accepted.sort_index(kind="stable")
+    rejected = pd.DataFrame({"time": times[at], "reason": reason})
+    if len(at) > 1:
+        rejected = rejected.sort_values("time", kind="stable").reset_index(drop=True)
+    return accepted, rejected

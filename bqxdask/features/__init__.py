@@ -62,5 +62,5 @@ def compute_features(
     if len(accepted) == 0:
         raise SourceError("no valid bars to compute features from; fix: pass bars with positive, consistent OHLC")
     b = float(accepted["close"].iloc[0]) if baseline is None else float(baseline)
-    prepared = prepare(accepted, b, cfg)
+    prepared = prepare(accepted, b, cfg, with_bqx=any(known[name].input == "bqx" for name in names))
     return {name: known[name].compute(prepared, cfg) for name in names}

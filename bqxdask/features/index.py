@@ -38,16 +38,13 @@ def normalize_bars(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def index_frame(bars: pd.DataFrame, baseline: float) -> pd.DataFrame:
-    """The four index columns of accepted, sorted bars."""
+def index_block(bars: pd.DataFrame, baseline: float, rows: int = 4) -> np.ndarray:
+    """The four index series of accepted, sorted bars as rows 0–3 of a C-contiguous ``(rows, n)``
+    float64 block (``open_idx, high_idx, low_idx, idx``; any further rows are left to the caller)."""
     if not np.isfinite(baseline) or baseline <= 0:
         raise SourceError(f"baseline close {baseline!r} is not a positive number; fix: check baseline_rates")
-    return pd.DataFrame(
-        {
-            "open_idx": 100.0 * bars["open"].to_numpy("float64") / baseline,
-            "high_idx": 100.0 * bars["high"].to_numpy("float64") / baseline,
-            "low_idx": 100.0 * bars["low"].to_numpy("float64") / baseline,
-            "idx": 100.0 * bars["close"].to_numpy("float64") / baseline,
-        },
-        index=bars.index,
-    )
+    block = np.empty((rows, len(bars)))
+    for i, col in enumerate(PRICE_COLUMNS):
+        np.divide(100.0 * bars[col].to_numpy("float64"), baseline, out=block[i])
+    return block
+

@@ -7,15 +7,18 @@ from typing import Any
 import pandas as pd
 
 from .bqx import bqx_return
-from .index import index_frame
+from .index import PREPARED_COLUMNS, index_block
 
 
-def prepare(accepted: pd.DataFrame, baseline: float, families: Any) -> pd.DataFrame:
+def prepare(accepted: pd.DataFrame, baseline: float, families: Any, *, with_bqx: bool = True) -> pd.DataFrame:
     """``open_idx, high_idx, low_idx, idx, bqx`` for accepted bars sorted by time.
 
     ``bqx`` is ``w{series_window}_bqx_return``, NaN on the first ``series_window`` rows
-    (``families``: the ``families`` config section).
+    (``families``: the ``families`` config section); ``with_bqx=False`` leaves it out, for
+    callers whose families read only the index.
     """
-    frame = index_frame(accepted, baseline)
-    frame["bqx"] = bqx_return(frame["idx"].to_numpy(), families.bqx.series_window)
-    return frame
+    columns = PREPARED_COLUMNS if with_bqx else PREPARED_COLUMNS[:4]
+    block = index_block(accepted, baseline, rows=len(columns))  # one block, no copies
+    if with_bqx:
+        block[4] = bqx_return(block[3], families.bqx.series_window)
+    return pd.DataFrame(block.T, index=accepted.index, columns=list(columns), copy=False)
