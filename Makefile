@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.bqxdask-installed
 CONFIG ?= configs/default.toml
 PYTEST_ARGS ?=
 
-.PHONY: features test test-fast test-slow test-all bench lint db-start db-stop clean venv
+.PHONY: features test test-fast test-slow test-all bench bench-scale lint db-start db-stop clean venv
 
 venv: $(STAMP)
 
@@ -29,7 +29,7 @@ features: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# No PostgreSQL, no Dask cluster, nothing slow (markers set in tests/conftest.py): seconds, not minutes.
+# No PostgreSQL, no Dask cluster, nothing slow (markers set in tests/conftest.py): about a minute on 2 cores.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not db and not cluster and not slow" $(PYTEST_ARGS)
 
@@ -41,6 +41,10 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# 28 pairs × one month, seeded, as an operator runs it (configs/production.toml, 2 workers): ~2 min
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bqxdask tests benchmarks
