@@ -67,10 +67,10 @@ from .config import Config, month_bounds
 from .db.budget import connections_needed, describe_need, server_budget, servers
 from .db.urls import DbTarget, describe_url, scrub
 from .errors import BqxError, OutputError
-from .estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
-from .estimate import parquet_bytes as estimate_parquet_bytes
 from .findings import FAIL, ICON, OK, WARN, Check, first_line
 from .neighbours import LONG_TRANSACTION_SECONDS, neighbour_checks
+from .pipeline.estimate import PARQUET_BYTES_PER_VALUE, fmt_bytes, sql_row_bytes
+from .pipeline.estimate import parquet_bytes as estimate_parquet_bytes
 from .probes import probe_workers
 
 GROUPS = ("machine", "plan", "database", "neighbours", "source tables", "dependencies", "output size")
@@ -1107,7 +1107,7 @@ def _planned_rows(cfg: Config, facts: Facts) -> tuple[int, dict[str, int], list[
 
 def _instance(cfg: Config, facts: Facts) -> list[Check]:
     """A burstable cloud instance against the planned run's CPU time (estimate.py's throughput)."""
-    from .estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
+    from .pipeline.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
 
     per_row, _ = measured_seconds_per_row(cfg.run.runs_dir)
     rows = _planned_rows(cfg, facts)[0]

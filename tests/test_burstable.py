@@ -12,8 +12,8 @@ from fxdata import eurusd
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import burstable, readiness
-from bqxdask.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
 from bqxdask.findings import OK, WARN
+from bqxdask.pipeline.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
 
 SRC = "src_burst"
 

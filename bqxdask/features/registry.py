@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ALL_FAMILIES, FamiliesConfig, stable_hash
+from ..results import FeatureBlock
 from . import bqx as _bqx
 
 #: bump when a formula changes, so that old checkpoints stop matching
@@ -65,7 +66,11 @@ class Family:
         return stable_hash(deps)
 
     def compute(self, prepared: pd.DataFrame, families: FamiliesConfig) -> pd.DataFrame:
-        """Run the family on a prepared frame; one output row per input row.
+        """Run the family on a prepared frame; one output row per input row."""
+        return self.compute_block(prepared, families).frame()
+
+    def compute_block(self, prepared: pd.DataFrame, families: FamiliesConfig) -> FeatureBlock:
+        """Run the family on a prepared frame: its columns as one :class:`FeatureBlock`.
 
         The columns travel as one float64 block (columns × rows): a kernel that fills such a
         block (reg) hands it over without a copy, others are copied in once.
@@ -88,8 +93,7 @@ class Family:
         missing = [c for c in names if c not in result]
         if missing and (result or self.input == "ohlc"):
             raise AssertionError(f"{self.name} did not produce {missing}")
-        block = _column_block(result, names, n, first)
-        return pd.DataFrame(block.T, index=prepared.index, columns=list(names), copy=False)
+        return FeatureBlock(prepared.index, tuple(names), _column_block(result, names, n, first))
 
 
 def _column_block(result: dict, names: Sequence[str], n: int, first: int) -> np.ndarray:

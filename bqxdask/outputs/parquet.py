@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from .. import _faults
 from ..config import month_range, validate_pair
 from ..errors import ConfigError, OutputError
+from ..results import FeatureBlock
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,17 @@ def write_unit(
     values: np.ndarray,
     metadata: Mapping[str, Any],
 ) -> str:
-    """Write one unit file atomically; returns its path."""
+    """Write one unit file atomically from times (Unix µs) and a rows × columns array; returns its path."""
+    return write_block(root, family, pair, month, FeatureBlock.from_rows(times_us, columns, values), metadata)
+
+
+def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlock,
+                metadata: Mapping[str, Any]) -> str:
+    """Write one unit's :class:`~bqxdask.results.FeatureBlock` atomically; returns the file's path."""
     fs, base = filesystem(root)
-    arrays = [pa.array(np.asarray(times_us, dtype="int64"), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
-    arrays += [pa.array(values[:, j], type=pa.float64(), from_pandas=True) for j in range(values.shape[1])]
-    names = ["time", *columns]
-    table = pa.Table.from_arrays(arrays, names=names)
+    arrays = [pa.array(block.times_us, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
+    arrays += [pa.array(column, type=pa.float64(), from_pandas=True) for column in block.values]
+    table = pa.Table.from_arrays(arrays, names=["time", *block.columns])
     table = table.replace_schema_metadata({META_KEY: json.dumps(dict(metadata), sort_keys=True).encode()})
     directory = unit_dir(base, family, pair, month)
     final = posixpath.join(directory, PART)

@@ -20,23 +20,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import __version__, _faults
-from .config import FamiliesConfig
-from .db import pool
-from .db.connect import application_name
-from .db.locks import LockWatch, unit_lock
-from .db.schema import feature_table
-from .db.source import SourceTable, read_before, read_range
-from .db.writer import copy_buffer, load_checkpoint, replace_rejected, replace_unit
-from .errors import OutputError
-from .features import registry
-from .features.index import validate_bars
-from .features.prepare import prepare
-from .outputs import parquet
-from .plan import Checkpoint, checkpoint_current, warmup_read_rows
+from .. import __version__, _faults
+from ..config import FamiliesConfig
+from ..db import pool
+from ..db.connect import application_name
+from ..db.locks import LockWatch, unit_lock
+from ..db.schema import feature_table
+from ..db.source import SourceTable, read_before, read_range
+from ..db.writer import copy_buffer, load_checkpoint, replace_rejected, replace_unit
+from ..errors import OutputError
+from ..features import registry
+from ..features.index import validate_bars
+from ..features.prepare import prepare
+from ..outputs import parquet
+from ..plan import Checkpoint, checkpoint_current, warmup_read_rows
+from ..results import FeatureBlock, Status, UnitResult
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
 
 
 def read_range_empty() -> pd.DataFrame:
-    from .db.source import BARS_META
+    from ..db.source import BARS_META
 
     return BARS_META.copy()
 
@@ -216,25 +216,30 @@ def _empty_prepared() -> pd.DataFrame:
 
 
 # -- computing and writing --------------------------------------------------------------------
-def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> dict[str, Any]:
+def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> UnitResult:
     """Compute one family for the unit, then — holding the unit's advisory lock (SPEC §11) —
-    write Parquet, then SQL + checkpoint in one transaction; return its stats.
+    write Parquet, then SQL + checkpoint in one transaction; return its outcome.
 
     A unit that another run wrote while this one waited for the lock is not written again.
     """
     family = registry.get(family_name)
-    columns = family.column_names(spec.families)
     label = f"{spec.pair} {spec.month} {family_name}"
     t0 = time.perf_counter()
     with activity(label, "compute"):
         _faults.point("compute")
-        result = family.compute(prepared.frame, spec.families).iloc[prepared.n_warm:]
-        times_us = result.index.as_unit("us").asi8 if len(result) else np.empty(0, dtype="int64")
-        values = result.to_numpy(dtype="float64")
-        payload = copy_buffer(times_us, values) if spec.write_sql else None
+        block = family.compute_block(prepared.frame, spec.families).tail(prepared.n_warm)
+        payload = copy_buffer(block.times_us, block.rows) if spec.write_sql else None
     t1 = time.perf_counter()
+    return write_block(block, payload, prepared, family_name, spec, seconds_compute=t1 - t0)
+
+
+def write_block(block: FeatureBlock, payload: bytes | None, prepared: Prepared, family_name: str, spec: UnitSpec,
+                *, seconds_compute: float) -> UnitResult:
+    """Under the unit's advisory lock (SPEC §11): Parquet, then SQL + checkpoint in one transaction."""
+    label = f"{spec.pair} {spec.month} {family_name}"
+    columns = list(block.columns)
     checkpoint = Checkpoint(family_name, spec.pair, spec.month, spec.config_hashes[family_name], spec.fingerprint,
-                            len(result), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
+                            len(block), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
     timings: dict[str, float] = {}
 
     tell = notifier(spec)
@@ -251,8 +256,8 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
                 if spec.parquet_dir is not None:
                     with activity(label, "Parquet"):
                         parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
-                        path = parquet.write_unit(spec.parquet_dir, family_name, spec.pair, spec.month, times_us,
-                                                  columns, values, _metadata(family_name, spec))
+                        path = parquet.write_block(spec.parquet_dir, family_name, spec.pair, spec.month, block,
+                                                   _metadata(family_name, spec))
                 t_parquet = time.perf_counter()
                 with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}",
                                                           tell):
@@ -266,19 +271,20 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
     t3 = time.perf_counter()
     parquet_path, waited_for = outcome
     stats = {
-        "family": family_name, "pair": spec.pair, "month": spec.month, "status": "done",
-        "rows": len(result), "columns": len(columns), "rejected": prepared.rejected,
+        "rows": len(block), "columns": len(columns), "rejected": prepared.rejected,
         "duplicates": prepared.duplicates, "warmup_rows": prepared.n_warm,
-        "seconds_compute": t1 - t0, "seconds_parquet": timings.get("parquet", 0.0),
+        "seconds_compute": seconds_compute, "seconds_parquet": timings.get("parquet", 0.0),
         "seconds_sql": timings.get("sql", 0.0), "seconds_lock": (t3 - t_write) - sum(timings.values()),
-        "seconds_prepare": prepared.seconds, "seconds": t3 - t0, "parquet": parquet_path,
+        "seconds_prepare": prepared.seconds, "seconds": t3 - t_write + seconds_compute, "parquet": parquet_path,
         "sql_bytes": len(payload) if payload is not None else 0,
     }
     if waited_for is not None:
         stats["waited_for"] = waited_for
+    status = Status.DONE
     if not timings:  # another run wrote it while we waited: nothing of ours was written
-        stats.update(status="skipped", rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
-    return stats
+        status = Status.SKIPPED
+        stats.update(rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
+    return UnitResult(family_name, spec.pair, spec.month, status, stats)
 
 
 def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
@@ -332,6 +338,6 @@ def _params(family_name: str, families: FamiliesConfig) -> dict[str, Any]:
 
 
 def _talib_version() -> str:
-    from .features.technical import talib_version
+    from ..features.technical import talib_version
 
     return talib_version()

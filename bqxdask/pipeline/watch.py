@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from .db.connect import connection
+from ..db.connect import connection
 
 log = logging.getLogger(__name__)
 
