@@ -1114,7 +1114,7 @@ def print_report(r: dict[str, Any]) -> None:
     # estimate.py numbers
     fam = best["summary"]["families"]
     print("\nmeasured task seconds per source row (compute + Parquet + SQL, inside the run), for "
-          "bqxdask/estimate.py DEFAULT_SECONDS_PER_ROW:")
+          "bqxdask/pipeline/estimate.py DEFAULT_SECONDS_PER_ROW:")
     print("    " + ", ".join(f'"{k}": {v["seconds"] / v["rows"]:.1e}' for k, v in fam.items()))
     prep_row = (tot["prepare"] + r["read"]["in_process"]) / tot["rows"]
     print(f"    DEFAULT_PREPARE_SECONDS_PER_ROW (read in-process + quarantine + prepare): {prep_row:.1e}")

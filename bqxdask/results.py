@@ -94,6 +94,12 @@ class FeatureBlock:
         times = pd.DatetimeIndex(np.asarray(times_us, dtype="int64").view("datetime64[us]"), name="time")
         return cls(times.tz_localize("UTC"), tuple(columns), np.asarray(rows, dtype="float64").T)
 
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> FeatureBlock:
+        """A float64 frame's values as a block: a view of its memory when it holds one block (as
+        :meth:`frame` makes it)."""
+        return cls(frame.index, tuple(frame.columns), frame.to_numpy(dtype="float64").T)
+
     def __len__(self) -> int:
         return len(self.times)
 

@@ -16,10 +16,11 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__, _faults
@@ -28,7 +29,7 @@ from ..db import pool
 from ..db.connect import application_name
 from ..db.locks import LockWatch, unit_lock
 from ..db.schema import feature_table
-from ..db.source import SourceTable, read_before, read_range
+from ..db.source import BARS_META, SourceTable, read_before, read_range
 from ..db.writer import copy_buffer, load_checkpoint, replace_rejected, replace_unit
 from ..errors import OutputError
 from ..features import registry
@@ -134,16 +135,37 @@ def notifier(spec: UnitSpec) -> Callable[[str], None]:
     return tell
 
 
-@dataclass
-class Prepared:
-    """The prepared frame of a unit: warm-up rows first, then the month's accepted bars."""
+@dataclass(frozen=True)
+class UnitCounts:
+    """What preparing a unit found: warm-up rows, accepted, rejected and duplicate bars, seconds.
 
-    frame: pd.DataFrame
+    It travels with the unit's frames in ``DataFrame.attrs[COUNTS]``, from the prepared frame to
+    the feature frames and the writers.
+    """
+
     n_warm: int
     rows: int
     rejected: int
     duplicates: int
     seconds: float
+
+
+COUNTS = "bqxdask_unit"
+#: the prepared frame's columns (SPEC §4.1, §4.2): what every family reads
+PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
+PREPARED_META = pd.DataFrame({c: pd.Series([], dtype="float64") for c in PREPARED_COLUMNS},
+                             index=pd.DatetimeIndex([], tz="UTC", name="time"))
+#: a writer partition: one row holding the output's :class:`UnitResult`
+RESULT_META = pd.DataFrame({"result": pd.Series([], dtype=object)})
+
+
+def counts_of(frame: pd.DataFrame) -> UnitCounts:
+    return frame.attrs[COUNTS]
+
+
+def result_of(written: pd.DataFrame) -> UnitResult:
+    """The :class:`UnitResult` a writer partition holds."""
+    return written["result"].iloc[0]
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -185,14 +207,16 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
 
 
 def read_range_empty() -> pd.DataFrame:
-    from ..db.source import BARS_META
-
     return BARS_META.copy()
 
 
 # -- preparing --------------------------------------------------------------------------------
-def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepared:
-    """Quarantine the month's bad bars (SPEC §3), then build the prepared frame with warm-up."""
+def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> pd.DataFrame:
+    """Quarantine the month's bad bars (SPEC §3), then build the prepared frame with warm-up.
+
+    The frame holds the warm-up rows, then the month's accepted bars; its :class:`UnitCounts`
+    are in ``attrs``.
+    """
     t0 = time.perf_counter()
     accepted, rejected = validate_bars(raw)
     duplicates = len(raw) - len(accepted) - len(rejected)
@@ -206,40 +230,56 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepa
 
     pool.retrying(record, url=spec.url, what=f"recording rejected bars of {spec.pair} {spec.month}")
     bars = pd.concat([warm, accepted]) if len(warm) else accepted
-    frame = prepare(bars, spec.baseline, spec.families) if len(bars) else _empty_prepared()
-    return Prepared(frame, len(warm), len(accepted), len(rejected), duplicates, time.perf_counter() - t0)
+    frame = prepare(bars, spec.baseline, spec.families) if len(bars) else PREPARED_META.copy()
+    frame.attrs[COUNTS] = UnitCounts(len(warm), len(accepted), len(rejected), duplicates, time.perf_counter() - t0)
+    return frame
 
 
-def _empty_prepared() -> pd.DataFrame:
-    cols = {c: pd.Series([], dtype="float64") for c in ("open_idx", "high_idx", "low_idx", "idx", "bqx")}
-    return pd.DataFrame(cols, index=pd.DatetimeIndex([], tz="UTC", name="time"))
+# -- the partitions of the run's frames (pipeline/graph.py) -----------------------------------
+def prepare_partition(raw: pd.DataFrame, warm: pd.DataFrame, specs: Sequence[UnitSpec],
+                      partition_info: dict | None = None) -> pd.DataFrame:
+    """A partition of the prepared frame: month ``partition_info["number"]`` of ``specs``."""
+    return prepare_unit(raw, warm, specs[partition_info["number"]])
 
 
-# -- computing and writing --------------------------------------------------------------------
-def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> UnitResult:
-    """Compute one family for the unit, then — holding the unit's advisory lock (SPEC §11) —
-    write Parquet, then SQL + checkpoint in one transaction; return its outcome.
-
-    A unit that another run wrote while this one waited for the lock is not written again.
-    """
-    family = registry.get(family_name)
-    label = f"{spec.pair} {spec.month} {family_name}"
+def compute_partition(prepared: pd.DataFrame, family_name: str, specs: Sequence[UnitSpec],
+                      partition_info: dict | None = None) -> pd.DataFrame:
+    """A partition of a family's feature frame: the month's rows, the warm-up rows dropped."""
+    spec = specs[partition_info["number"]]
+    counts = counts_of(prepared)
     t0 = time.perf_counter()
-    with activity(label, "compute"):
+    with activity(f"{spec.pair} {spec.month} {family_name}", "compute"):
         _faults.point("compute")
-        block = family.compute_block(prepared.frame, spec.families).tail(prepared.n_warm)
+        block = registry.get(family_name).compute_block(prepared, spec.families).tail(counts.n_warm)
+    frame = block.frame()
+    frame.attrs.update({COUNTS: counts, "seconds_compute": time.perf_counter() - t0})
+    return frame
+
+
+def write_partition(features: pd.DataFrame, family_name: str, specs: Sequence[UnitSpec],
+                    partition_info: dict | None = None) -> pd.DataFrame:
+    """A partition of a family's writer frame: the output written (:func:`write_block`), its result."""
+    spec = specs[partition_info["number"]]
+    t0 = time.perf_counter()
+    block = FeatureBlock.from_frame(features)  # a view of the kernel's block, not a copy
+    with activity(f"{spec.pair} {spec.month} {family_name}", "compute"):
         payload = copy_buffer(block.times_us, block.rows) if spec.write_sql else None
-    t1 = time.perf_counter()
-    return write_block(block, payload, prepared, family_name, spec, seconds_compute=t1 - t0)
+    seconds = features.attrs["seconds_compute"] + time.perf_counter() - t0
+    out = np.empty(1, dtype=object)
+    out[0] = write_block(block, payload, counts_of(features), family_name, spec, seconds_compute=seconds)
+    return pd.DataFrame({"result": out})
 
 
-def write_block(block: FeatureBlock, payload: bytes | None, prepared: Prepared, family_name: str, spec: UnitSpec,
+# -- writing ----------------------------------------------------------------------------------
+def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, family_name: str, spec: UnitSpec,
                 *, seconds_compute: float) -> UnitResult:
-    """Under the unit's advisory lock (SPEC §11): Parquet, then SQL + checkpoint in one transaction."""
+    """Holding the unit's advisory lock (SPEC §11), write Parquet, then SQL + checkpoint in one
+    transaction; return the outcome. A unit that another run wrote while this one waited for
+    the lock is not written again."""
     label = f"{spec.pair} {spec.month} {family_name}"
     columns = list(block.columns)
     checkpoint = Checkpoint(family_name, spec.pair, spec.month, spec.config_hashes[family_name], spec.fingerprint,
-                            len(block), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
+                            len(block), counts.rejected, spec.write_sql, spec.parquet_dir is not None)
     timings: dict[str, float] = {}
 
     tell = notifier(spec)
@@ -267,15 +307,14 @@ def write_block(block: FeatureBlock, payload: bytes | None, prepared: Prepared, 
                 return path, waited_for
 
     t_write = time.perf_counter()
-    outcome = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
+    parquet_path, waited_for = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
     t3 = time.perf_counter()
-    parquet_path, waited_for = outcome
     stats = {
-        "rows": len(block), "columns": len(columns), "rejected": prepared.rejected,
-        "duplicates": prepared.duplicates, "warmup_rows": prepared.n_warm,
+        "rows": len(block), "columns": len(columns), "rejected": counts.rejected,
+        "duplicates": counts.duplicates, "warmup_rows": counts.n_warm,
         "seconds_compute": seconds_compute, "seconds_parquet": timings.get("parquet", 0.0),
         "seconds_sql": timings.get("sql", 0.0), "seconds_lock": (t3 - t_write) - sum(timings.values()),
-        "seconds_prepare": prepared.seconds, "seconds": t3 - t_write + seconds_compute, "parquet": parquet_path,
+        "seconds_prepare": counts.seconds, "seconds": t3 - t_write + seconds_compute, "parquet": parquet_path,
         "sql_bytes": len(payload) if payload is not None else 0,
     }
     if waited_for is not None:
