@@ -289,7 +289,7 @@ class Bench:
 
 def start_cluster(stack: contextlib.ExitStack, cfg) -> Any:
     """A LocalCluster made exactly as ``run_features`` makes one (``pipeline.cluster``); its client."""
-    from bqxdask.pipeline import cluster
+    from bqxdask.pipeline.cluster import cluster
 
     client, _ = stack.enter_context(cluster(cfg, None, io.StringIO()))
     return client

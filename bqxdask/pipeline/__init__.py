@@ -6,14 +6,15 @@ Dask graph) · ``tasks`` (what runs on the workers) · ``watch`` (notices, stall
 ``progress`` · ``runlog`` · ``estimate``.
 
 The names below are imported on first use: ``check`` reads :mod:`.estimate` without loading
-the feature families.
+the feature families. The cluster context is ``bqxdask.pipeline.cluster.cluster`` (the module
+of the same name shadows it here).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
-_HOMES = {"run_features": "run", "RunResult": "run", "cluster": "cluster", "check_connection_budget": "cluster",
+_HOMES = {"run_features": "run", "RunResult": "run", "check_connection_budget": "cluster",
           "WORKER_ENVIRON": "cluster", "format_plan": "dryrun", "month_reads": "graph", "plan_run": "survey",
           "unit_spec": "run"}
 
