@@ -39,7 +39,7 @@ from .graph import unit_outputs
 from .progress import Progress, format_summary, summary_rows
 from .runlog import new_run_id, setup_logging, write_json
 from .survey import plan_run
-from .tasks import UnitSpec, event_topic, result_of
+from .tasks import UnitSpec, event_topic
 from .watch import RunWatch
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def execute(client: Any, cfg: Config, url: str, plan: Plan, work: Sequence, spec
             fam, pair, month = labels[index[fut.key]]
             watch.finished()
             try:
-                res = result_of(fut.result())
+                res: UnitResult = fut.result()
             except Exception as exc:  # one unit's failure must not stop the others
                 msg = failure_message(exc, fam, pair, month)
                 log.error("%s", msg)

@@ -16,11 +16,10 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__, _faults
@@ -155,17 +154,10 @@ COUNTS = "bqxdask_unit"
 PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
 PREPARED_META = pd.DataFrame({c: pd.Series([], dtype="float64") for c in PREPARED_COLUMNS},
                              index=pd.DatetimeIndex([], tz="UTC", name="time"))
-#: a writer partition: one row holding the output's :class:`UnitResult`
-RESULT_META = pd.DataFrame({"result": pd.Series([], dtype=object)})
 
 
 def counts_of(frame: pd.DataFrame) -> UnitCounts:
     return frame.attrs[COUNTS]
-
-
-def result_of(written: pd.DataFrame) -> UnitResult:
-    """The :class:`UnitResult` a writer partition holds."""
-    return written["result"].iloc[0]
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -235,39 +227,17 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> pd.Da
     return frame
 
 
-# -- the partitions of the run's frames (pipeline/graph.py) -----------------------------------
-def prepare_partition(raw: pd.DataFrame, warm: pd.DataFrame, specs: Sequence[UnitSpec],
-                      partition_info: dict | None = None) -> pd.DataFrame:
-    """A partition of the prepared frame: month ``partition_info["number"]`` of ``specs``."""
-    return prepare_unit(raw, warm, specs[partition_info["number"]])
-
-
-def compute_partition(prepared: pd.DataFrame, family_name: str, specs: Sequence[UnitSpec],
-                      partition_info: dict | None = None) -> pd.DataFrame:
-    """A partition of a family's feature frame: the month's rows, the warm-up rows dropped."""
-    spec = specs[partition_info["number"]]
+# -- computing ------------------------------------------------------------------------------
+def compute_and_write(prepared: pd.DataFrame, family_name: str, spec: UnitSpec) -> UnitResult:
+    """One family of the unit: its :class:`FeatureBlock` (warm-up rows dropped, a view), the COPY
+    payload, then :func:`write_block`."""
     counts = counts_of(prepared)
     t0 = time.perf_counter()
     with activity(f"{spec.pair} {spec.month} {family_name}", "compute"):
         _faults.point("compute")
         block = registry.get(family_name).compute_block(prepared, spec.families).tail(counts.n_warm)
-    frame = block.frame()
-    frame.attrs.update({COUNTS: counts, "seconds_compute": time.perf_counter() - t0})
-    return frame
-
-
-def write_partition(features: pd.DataFrame, family_name: str, specs: Sequence[UnitSpec],
-                    partition_info: dict | None = None) -> pd.DataFrame:
-    """A partition of a family's writer frame: the output written (:func:`write_block`), its result."""
-    spec = specs[partition_info["number"]]
-    t0 = time.perf_counter()
-    block = FeatureBlock.from_frame(features)  # a view of the kernel's block, not a copy
-    with activity(f"{spec.pair} {spec.month} {family_name}", "compute"):
         payload = copy_buffer(block.times_us, block.rows) if spec.write_sql else None
-    seconds = features.attrs["seconds_compute"] + time.perf_counter() - t0
-    out = np.empty(1, dtype=object)
-    out[0] = write_block(block, payload, counts_of(features), family_name, spec, seconds_compute=seconds)
-    return pd.DataFrame({"result": out})
+    return write_block(block, payload, counts, family_name, spec, seconds_compute=time.perf_counter() - t0)
 
 
 # -- writing ----------------------------------------------------------------------------------
