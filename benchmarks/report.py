@@ -240,11 +240,11 @@ def print_memory(r: dict[str, Any], m: dict[str, float]) -> None:
 
 
 def print_estimates(r: dict[str, Any]) -> None:
-    """The numbers of bqxdask/estimate.py, measured."""
+    """The numbers of bqxdask/pipeline/estimate.py, measured."""
     best = r["best_run"]["summary"]
     tot = best["total"]
     print("\nmeasured task seconds per source row (compute + Parquet + SQL, inside the run), for "
-          "bqxdask/estimate.py DEFAULT_SECONDS_PER_ROW:")
+          "bqxdask/pipeline/estimate.py DEFAULT_SECONDS_PER_ROW:")
     print("    " + ", ".join(f'"{k}": {v["seconds"] / v["rows"]:.1e}' for k, v in best["families"].items()))
     prep_row = (tot["prepare"] + r["read"]["in_process"]) / tot["rows"]
     print(f"    DEFAULT_PREPARE_SECONDS_PER_ROW (read in-process + quarantine + prepare): {prep_row:.1e}")

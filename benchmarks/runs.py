@@ -38,7 +38,7 @@ from bqxdask.quality import validate_bars
 
 def start_cluster(stack: contextlib.ExitStack, cfg) -> Any:
     """A LocalCluster made exactly as ``run_features`` makes one (``pipeline.cluster``); its client."""
-    from bqxdask.pipeline import cluster
+    from bqxdask.pipeline.cluster import cluster
 
     client, _ = stack.enter_context(cluster(cfg, None, io.StringIO()))
     return client
@@ -101,19 +101,19 @@ def public(run: dict[str, Any]) -> dict[str, Any]:
 
 def unit_specs(cfg) -> dict[str, list]:
     """The run's ``UnitSpec`` of every unit, per pair, planned as the pipeline plans them."""
-    from bqxdask.pipeline import _plan, _spec  # the benchmark times the pipeline's own read tasks
+    from bqxdask.pipeline import plan_run, unit_spec  # the benchmark times the pipeline's own read tasks
 
     url = database_url(cfg)
     rurl = read_url(cfg, url)
-    plan, sources, _ = _plan(cfg, url, rurl, tuple(cfg.families.enabled), "bench", True, dry_run=True)
+    plan, sources, _ = plan_run(cfg, url, rurl, tuple(cfg.families.enabled), "bench", True, dry_run=True)
     out: dict[str, list] = defaultdict(list)
     for u in plan.units:
-        out[u.pair].append(_spec(cfg, url, rurl, plan, sources[u.pair], u))
+        out[u.pair].append(unit_spec(cfg, url, rurl, plan, sources[u.pair], u))
     return dict(out)
 
 
 def read_in_process(specs: dict[str, list]) -> int:
-    from bqxdask import tasks
+    from bqxdask.pipeline import tasks
 
     rows = 0
     for pair_specs in specs.values():
@@ -130,8 +130,7 @@ def read_dask(client, specs: dict[str, list]) -> int:
     """
     from dask import delayed
 
-    from bqxdask import tasks
-    from bqxdask.pipeline import month_reads
+    from bqxdask.pipeline import month_reads, tasks
 
     tag = uuid.uuid4().hex[:12]  # fresh keys: a repetition must not find the last one's results
     parts, warm = [], []
@@ -152,7 +151,7 @@ def unit_cost(spec, families: Sequence[str], repeat: int) -> dict[str, Any]:
     Runs where it is called: in this process, or on an otherwise idle Dask worker
     (``client.submit``), which shows what the worker process itself costs.
     """
-    from bqxdask import tasks
+    from bqxdask.pipeline import tasks
 
     raw, warm = tasks.read_month(spec), tasks.read_warmup(spec)
     accepted, _ = validate_bars(raw)

@@ -11,7 +11,7 @@ from dbutil import load_bars
 from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
-from bqxdask.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
+from bqxdask.pipeline.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
 from bqxdask.readiness import burstable
 from bqxdask.readiness.findings import OK, WARN
 from bqxdask.testing import eurusd

@@ -18,7 +18,7 @@ from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
 from bqxdask.db.budget import connections_needed
-from bqxdask.estimate import sql_row_bytes
+from bqxdask.pipeline.estimate import sql_row_bytes
 from bqxdask.features import registry
 from bqxdask.readiness import cluster, database, machine, orchestrate, sizing, software
 from bqxdask.readiness.findings import guard

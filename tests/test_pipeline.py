@@ -149,6 +149,28 @@ def test_bad_bars_are_quarantined_not_lost(pg_url, tmp_path, dask_client):
     assert_family_equal("bqx", out, ref)
 
 
+@pytest.mark.parametrize("npartitions", [1, 3, 7])
+def test_compute_features_on_dask_bars_equals_pandas(dask_client, npartitions):
+    """The public lazy frames (issue 14): Dask bars in, one Dask DataFrame per family out, the same
+    values as the whole series in pandas for every partitioning (the warm-up comes from the
+    partition before, ``map_overlap``), with the same partitions and the family's columns."""
+    import dask.dataframe as dd
+
+    bars = eurusd(2)
+    families = ["bqx", "technical_rate", "statistics_bqx", "reg_rate"]
+    ref = compute_features(bars, families)
+    frames = compute_features(dd.from_pandas(bars.set_index("time"), npartitions=npartitions), families)
+    assert set(frames) == set(families)
+    got = dict(zip(families, dask_client.gather(dask_client.compute([frames[f] for f in families]))))
+    for fam in families:
+        assert isinstance(frames[fam], dd.DataFrame) and frames[fam].npartitions == npartitions
+        assert list(frames[fam].columns) == list(ref[fam].columns)
+        assert_family_equal(fam, got[fam], ref[fam], label=f"{npartitions} Dask partitions")
+    # bars with a time column (the in-memory API's other form) give the same frames
+    by_column = compute_features(dd.from_pandas(bars, npartitions=npartitions), ["bqx"])["bqx"]
+    assert_family_equal("bqx", dask_client.compute(by_column).result(), ref["bqx"], label="time column")
+
+
 def test_dry_run_prints_the_plan_and_touches_nothing(pg_url, tmp_path, eurusd_db):
     import io
 

@@ -66,3 +66,44 @@ def test_polars_scan(layout):
     root, expected = layout
     _check(pl.scan_parquet(f"{root}/bqx/**/*.parquet", hive_partitioning=True).collect().to_pandas(),
            expected, "polars")
+
+
+@pytest.mark.parametrize(("pairs", "start", "end", "want"), [
+    (None, None, None, {("eurusd", 7), ("eurusd", 10), ("usdjpy", 7), ("usdjpy", 10)}),
+    (["usdjpy"], "2024-08", "2024-10", {("usdjpy", 10)}),
+    ("eurusd", "2023-12", "2024-07", {("eurusd", 7)}),
+    (None, "2024-10", None, {("eurusd", 10), ("usdjpy", 10)}),
+    (["eurusd", "usdjpy"], None, "2024-09", {("eurusd", 7), ("usdjpy", 7)}),
+])
+def test_read_features_filters_the_hive_partitions(layout, pairs, start, end, want):
+    """``read_features`` is ``dd.read_parquet`` with filters on pair/year/month (issue 14): the
+    rows of exactly the selected (pair, month) files, ``pair`` a string column, one partition each."""
+    from bqxdask import read_features
+
+    root, expected = layout
+    frame = read_features("bqx", pairs, start, end, parquet_dir=str(root))
+    assert frame.npartitions == len(want)
+    got = frame.compute()
+    assert list(got.columns) == ["pair", "a", "b"]
+    got = got.reset_index()
+    assert pd.api.types.is_string_dtype(got["pair"]) and str(got["time"].dt.tz) == "UTC"
+    ref = expected[[(p, m) in want for p, m in zip(expected["pair"], expected["month"])]]
+    got = got.sort_values(["pair", "time"]).reset_index(drop=True)
+    cols = ["time", "a", "b", "pair"]
+    pd.testing.assert_frame_equal(got[cols].astype({"pair": str}), ref[cols].astype({"pair": str}).reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_feature_block_round_trip_through_parquet(tmp_path):
+    """A FeatureBlock written by ``write_block`` reads back as the same times, columns and floats."""
+    from bqxdask.results import FeatureBlock
+
+    times = pd.date_range("2024-07-01", periods=40, freq="min", tz="UTC", name="time")
+    values = np.random.default_rng(5).normal(size=(3, 40))
+    values[1, :4] = np.nan  # warm-up rows are NaN
+    block = FeatureBlock(times, ("x", "y", "z"), values).tail(2)
+    parquet.write_block(str(tmp_path), "bqx", "eurusd", "2024-07", block, {"k": 1})
+    back = parquet.read_unit(str(tmp_path), "bqx", "eurusd", "2024-07")
+    assert back.index.equals(times[2:]) and list(back.columns) == ["x", "y", "z"]
+    np.testing.assert_array_equal(back.to_numpy().T, values[:, 2:])
+    assert parquet.unit_metadata(str(tmp_path), "bqx", "eurusd", "2024-07") == {"k": 1}

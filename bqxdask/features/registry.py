@@ -36,6 +36,8 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported on use: loading the config reads this module, not frames
     import pandas as pd
 
+    from ..results import FeatureBlock
+
 from ..errors import ConfigError
 from . import bollinger, bqx, reg, rolling_stats, technical
 from .params import LEVEL, SCALE_FREE
@@ -84,12 +86,16 @@ class Family:
         return stable_hash(deps)
 
     def compute(self, prepared: pd.DataFrame, families: Any) -> pd.DataFrame:
-        """Run the family on a prepared frame; one output row per input row.
+        """Run the family on a prepared frame; one output row per input row."""
+        return self.compute_block(prepared, families).frame()
+
+    def compute_block(self, prepared: pd.DataFrame, families: Any) -> FeatureBlock:
+        """Run the family on a prepared frame: its columns as one :class:`FeatureBlock`.
 
         The columns travel as one float64 block (columns × rows): a kernel that fills such a
         block (reg) hands it over without a copy, others are copied in once.
         """
-        import pandas as pd
+        from ..results import FeatureBlock
 
         params = self.params(families)
         names = self.columns(params)
@@ -109,8 +115,7 @@ class Family:
         missing = [c for c in names if c not in result]
         if missing and (result or self.input == "ohlc"):
             raise AssertionError(f"{self.name} did not produce {missing}")
-        block = _column_block(result, names, n, first)
-        return pd.DataFrame(block.T, index=prepared.index, columns=list(names), copy=False)
+        return FeatureBlock(prepared.index, tuple(names), _column_block(result, names, n, first))
 
 
 def _column_block(result: dict, names: Sequence[str], n: int, first: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from .. import _faults
 from ..calendar import month_range
 from ..config import validate_pair
 from ..errors import ConfigError, OutputError
+from ..results import FeatureBlock
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,17 @@ def write_unit(
     values: np.ndarray,
     metadata: Mapping[str, Any],
 ) -> str:
-    """Write one unit file atomically; returns its path."""
+    """Write one unit file atomically from times (Unix µs) and a rows × columns array; returns its path."""
+    return write_block(root, family, pair, month, FeatureBlock.from_rows(times_us, columns, values), metadata)
+
+
+def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlock,
+                metadata: Mapping[str, Any]) -> str:
+    """Write one unit's :class:`~bqxdask.results.FeatureBlock` atomically; returns the file's path."""
     fs, base = filesystem(root)
-    arrays = [pa.array(np.asarray(times_us, dtype="int64"), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
-    arrays += [pa.array(values[:, j], type=pa.float64(), from_pandas=True) for j in range(values.shape[1])]
-    names = ["time", *columns]
-    table = pa.Table.from_arrays(arrays, names=names)
+    arrays = [pa.array(block.times_us, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
+    arrays += [pa.array(column, type=pa.float64(), from_pandas=True) for column in block.values]
+    table = pa.Table.from_arrays(arrays, names=["time", *block.columns])
     table = table.replace_schema_metadata({META_KEY: json.dumps(dict(metadata), sort_keys=True).encode()})
     directory = unit_dir(base, family, pair, month)
     final = posixpath.join(directory, PART)
@@ -212,8 +218,10 @@ def read_features(
     """The Parquet output of one family as a Dask DataFrame (SPEC §6).
 
     Indexed by ``time`` (UTC), with a ``pair`` column then the family's columns; one partition
-    per (pair, month) file. ``start``/``end`` are inclusive months ``YYYY-MM``. ``parquet_dir``
-    defaults to ``output.parquet_dir`` of the active config.
+    per (pair, month) file, in (pair, month) order. ``start``/``end`` are inclusive months
+    ``YYYY-MM``. ``parquet_dir`` defaults to ``output.parquet_dir`` of the active config. The
+    files are chosen by ``filters`` on the Hive partitions ``pair``, ``year`` and ``month``
+    (pyarrow's dataset discovery, :func:`hive_filters`).
 
     >>> read_features("bqx", ["eurusd"], "2024-07", "2024-07").compute()  # doctest: +SKIP
     """
@@ -230,13 +238,16 @@ def read_features(
             validate_pair(p, "pairs")
     if start and end and end < start:
         raise ConfigError(f"end {end} is before start {start}; fix: swap them")
-    items = unit_files(parquet_dir, family, pairs, start, end)
+    fs, base = filesystem(parquet_dir)
+    fam_dir = posixpath.join(base, family)
+    if not fs.exists(fam_dir):
+        raise OutputError(f"no Parquet output for family {family!r} under {parquet_dir}; fix: run bqxdask features first")
+    items = selected_units(fs, fam_dir, hive_filters(pairs, start, end))
     if not items:
         raise OutputError(
             f"no Parquet files for family {family!r}, pairs {pairs or 'all'}, months {start or '…'}..{end or '…'} "
             f"under {parquet_dir}; fix: run bqxdask features for them first"
         )
-    fs, _ = filesystem(parquet_dir)
     with fs.open(items[0][2], "rb") as fh:
         schema = pq.read_schema(fh)
     columns = [n for n in schema.names if n != "time"]
@@ -252,3 +263,48 @@ def read_features(
             divisions = tuple(pd.Timestamp(b[0]) for b in bounds) + (pd.Timestamp(bounds[-1][1]) - pd.Timedelta(1, "us"),)
     return dd.from_map(_read_unit, items, root=parquet_dir, columns=columns, meta=meta, divisions=divisions,
                        label=f"read-features-{family}", enforce_metadata=False)
+
+
+def hive_filters(pairs: Sequence[str] | None, start: str | None, end: str | None) -> list[list[tuple]] | None:
+    """``filters`` (disjunctive normal form) selecting pairs and the months ``start..end`` (inclusive)."""
+    by_pair = [("pair", "in", list(pairs))] if pairs is not None else []
+    lo = (int(start[:4]), int(start[5:7])) if start else None
+    hi = (int(end[:4]), int(end[5:7])) if end else None
+    if lo and hi and lo[0] == hi[0]:
+        terms = [[("year", "==", lo[0]), ("month", ">=", lo[1]), ("month", "<=", hi[1])]]
+    else:
+        terms = []
+        if lo:
+            terms.append([("year", "==", lo[0]), ("month", ">=", lo[1])])
+        if hi:
+            terms.append([("year", "==", hi[0]), ("month", "<=", hi[1])])
+        between = ([("year", ">", lo[0])] if lo else []) + ([("year", "<", hi[0])] if hi else [])
+        if between:
+            terms.append(between)
+    if not terms:
+        return [by_pair] if by_pair else None
+    return [by_pair + t for t in terms]
+
+
+#: the Hive keys of the layout, typed: ``month=07`` is the integer 7
+HIVE_KEYS = pa.schema([("pair", pa.string()), ("year", pa.int32()), ("month", pa.int32())])
+
+
+def selected_units(fs, fam_dir: str, filters: list[list[tuple]] | None) -> list[tuple[str, str, str]]:
+    """(pair, month, path) of the unit files that ``filters`` selects, in (pair, month) order.
+
+    pyarrow's dataset discovery applies the filters to the Hive keys; no file is opened (the
+    schema is given), so a corrupt file is named when it is read, by :func:`_read_unit`.
+    """
+    import pyarrow.dataset as pds
+
+    dataset = pds.dataset(fam_dir, filesystem=fs, format="parquet", schema=pa.schema([("time", pa.int64()), *HIVE_KEYS]),
+                          partitioning=pds.partitioning(HIVE_KEYS, flavor="hive"))
+    expression = pq.filters_to_expression(filters) if filters else None
+    out = []
+    for fragment in dataset.get_fragments(filter=expression):
+        if posixpath.basename(fragment.path) != PART:
+            continue
+        keys = pds.get_partition_keys(fragment.partition_expression)
+        out.append((keys["pair"], f"{keys['year']:04d}-{keys['month']:02d}", fragment.path))
+    return sorted(out)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
-from ..estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
+from ..pipeline.estimate import DEFAULT_PREPARE_SECONDS_PER_ROW, measured_seconds_per_row
 from .cluster import PlanFacts, planned_rows
 from .findings import OK, WARN, Check
 

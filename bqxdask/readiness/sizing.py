@@ -18,7 +18,7 @@ from dask.utils import format_bytes
 
 from ..config import Config
 from ..errors import OutputError
-from ..estimate import PARQUET_BYTES_PER_VALUE, parquet_bytes, sql_row_bytes
+from ..pipeline.estimate import PARQUET_BYTES_PER_VALUE, parquet_bytes, sql_row_bytes
 from ..outputs.locations import is_remote, nearest_existing
 from .cluster import ASSUMED_BARS_PER_MONTH, PlanFacts, planned_rows
 from .database import DatabaseFacts

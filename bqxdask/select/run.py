@@ -32,7 +32,8 @@ import numpy as np
 
 from ..config import Config
 from ..errors import BqxError
-from ..progress import Progress
+from ..pipeline.cluster import cluster
+from ..pipeline.progress import Progress
 from .dataset import build_dataset, plan_families, read_joined
 from .fit import FoldResult, FoldTask, ForestParams, run_fold
 from .folds import Layout, sample_rows, walk_forward
@@ -180,10 +181,6 @@ def run_select(cfg: Config, *, horizons: Sequence[int] | None = None, out: TextI
                       f"{'it' if len(skipped) == 1 else 'them'} (fix: bqxdask features --families "
                       f"{','.join(skipped)} to include)\n")
     stream = sys.stderr if out is sys.stdout else out
-    from ..pipeline import (
-        cluster,  # the run's cluster, as features makes it (worker environment included)
-    )
-
     with cluster(cfg, client, out) as (c, _dashboard):
         for pair, (families, skipped) in plans.items():
             try:

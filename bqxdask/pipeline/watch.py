@@ -4,7 +4,7 @@
   Dask event topic; each notice becomes a line in the console and ``run.log`` and the note of
   the progress line.
 * When no unit has finished for ``run.stall_seconds``, the client asks every worker what its
-  task threads are doing (:func:`bqxdask.tasks.busy`, run by ``Client.run`` on the workers'
+  task threads are doing (:func:`bqxdask.pipeline.tasks.busy`, run by ``Client.run`` on the workers'
   event loops, so a stuck task does not keep it from answering) and looks up the database
   wait event of the backends they hold; one line per busy task, also into ``summary.json``.
 """
@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from .db.connect import connection
+from ..db.connect import connection
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .db.urls import scrub
+from ..db.urls import scrub
 
 
 def new_run_id() -> str:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config
+from ..config import Config
 
 if TYPE_CHECKING:  # the registry imports every family (TA-Lib…); check needs only the sizes here
-    from .plan import Plan
+    from ..plan import Plan
 
 #: task seconds per source row per family on one worker (compute + SQL COPY + Parquet), median
 #: of 3 runs of benchmarks/bench_pipeline.py on the 2-core development machine (2026-11-28,
@@ -97,7 +97,7 @@ def parquet_bytes(rows: int, n_columns: int, per_value: float = PARQUET_BYTES_PE
 
 
 def estimate(plan: Plan, cfg: Config) -> Estimate:
-    from .features import registry
+    from ..features import registry
 
     per_row, source = measured_seconds_per_row(cfg.run.runs_dir)
     n_cols = {f: len(registry.get(f).column_names(cfg.families)) for f in plan.families}
@@ -114,22 +114,3 @@ def estimate(plan: Plan, cfg: Config) -> Estimate:
             core += unit.rows * per_row.get(fam, max(per_row.values()))
     return Estimate(plan.rows_to_compute(), values, sql_bytes if cfg.output.write_sql else 0,
                     int(pq_bytes) if cfg.output.write_parquet else 0, core, source)
-
-
-def fmt_bytes(n: float | None) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    if n is None:
-        return "?"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
-
-
-def human_seconds(s: float) -> str:
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"

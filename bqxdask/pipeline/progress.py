@@ -8,12 +8,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
+from dask.utils import format_time
 
-def _fmt_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}"
+from ..results import Status
 
 
 class Progress:
@@ -53,7 +50,7 @@ class Progress:
         failed = f" · {self.failed} failed" if self.failed else ""
         note = f" · {self._note}" if self._note else ""
         return (f"[{self.label}] {self.done}/{self.total} units · {self.rows:,} rows · {rate:,.0f} rows/s"
-                f" · elapsed {_fmt_duration(elapsed)} · ETA {_fmt_duration(eta)}{failed}{note}")
+                f" · elapsed {format_time(elapsed)} · ETA {format_time(eta)}{failed}{note}")
 
     def _draw(self) -> None:
         if self.tty:
@@ -80,9 +77,9 @@ def summary_rows(results: Iterable[Mapping[str, Any]], families: Iterable[str]) 
         table[fam]  # keep SPEC order
     for r in results:
         row = table[r["family"]]
-        status = r["status"]
-        row["done" if status == "done" else "skipped" if status == "skipped" else "failed"] += 1
-        if status == "done":
+        status = Status(r["status"])
+        row["failed" if status.failed else status.value] += 1
+        if status is Status.DONE:
             row["rows"] += int(r.get("rows", 0))
             row["seconds"] += float(r.get("seconds", 0.0))
     out = []

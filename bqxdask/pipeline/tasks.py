@@ -20,23 +20,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import __version__, _faults
-from .checkpoints import Checkpoint, load_checkpoint, unit_current
-from .config import FamiliesConfig
-from .db import pool
-from .db.connect import application_name
-from .db.locks import LockWatch, unit_lock
-from .db.schema import feature_table
-from .db.source import SourceTable, read_before, read_range
-from .db.writer import copy_buffer, replace_rejected, replace_unit
-from .features import registry
-from .features.prepare import prepare
-from .outputs import parquet
-from .plan import warmup_read_rows
-from .quality import validate_bars
+from .. import __version__, _faults
+from ..checkpoints import Checkpoint, load_checkpoint, unit_current
+from ..config import FamiliesConfig
+from ..db import pool
+from ..db.connect import application_name
+from ..db.locks import LockWatch, unit_lock
+from ..db.schema import feature_table
+from ..db.source import BARS_META, SourceTable, read_before, read_range
+from ..db.writer import copy_buffer, replace_rejected, replace_unit
+from ..features import registry
+from ..features.prepare import prepare
+from ..outputs import parquet
+from ..plan import warmup_read_rows
+from ..quality import validate_bars
+from ..results import FeatureBlock, Status, UnitResult
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +134,30 @@ def notifier(spec: UnitSpec) -> Callable[[str], None]:
     return tell
 
 
-@dataclass
-class Prepared:
-    """The prepared frame of a unit: warm-up rows first, then the month's accepted bars."""
+@dataclass(frozen=True)
+class UnitCounts:
+    """What preparing a unit found: warm-up rows, accepted, rejected and duplicate bars, seconds.
 
-    frame: pd.DataFrame
+    It travels with the unit's frames in ``DataFrame.attrs[COUNTS]``, from the prepared frame to
+    the feature frames and the writers.
+    """
+
     n_warm: int
     rows: int
     rejected: int
     duplicates: int
     seconds: float
+
+
+COUNTS = "bqxdask_unit"
+#: the prepared frame's columns (SPEC §4.1, §4.2): what every family reads
+PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
+PREPARED_META = pd.DataFrame({c: pd.Series([], dtype="float64") for c in PREPARED_COLUMNS},
+                             index=pd.DatetimeIndex([], tz="UTC", name="time"))
+
+
+def counts_of(frame: pd.DataFrame) -> UnitCounts:
+    return frame.attrs[COUNTS]
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -185,14 +199,16 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
 
 
 def read_range_empty() -> pd.DataFrame:
-    from .db.source import BARS_META
-
     return BARS_META.copy()
 
 
 # -- preparing --------------------------------------------------------------------------------
-def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepared:
-    """Quarantine the month's bad bars (SPEC §3), then build the prepared frame with warm-up."""
+def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> pd.DataFrame:
+    """Quarantine the month's bad bars (SPEC §3), then build the prepared frame with warm-up.
+
+    The frame holds the warm-up rows, then the month's accepted bars; its :class:`UnitCounts`
+    are in ``attrs``.
+    """
     t0 = time.perf_counter()
     accepted, rejected = validate_bars(raw)
     duplicates = len(raw) - len(accepted) - len(rejected)
@@ -206,35 +222,34 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> Prepa
 
     pool.retrying(record, url=spec.url, what=f"recording rejected bars of {spec.pair} {spec.month}")
     bars = pd.concat([warm, accepted]) if len(warm) else accepted
-    frame = prepare(bars, spec.baseline, spec.families) if len(bars) else _empty_prepared()
-    return Prepared(frame, len(warm), len(accepted), len(rejected), duplicates, time.perf_counter() - t0)
+    frame = prepare(bars, spec.baseline, spec.families) if len(bars) else PREPARED_META.copy()
+    frame.attrs[COUNTS] = UnitCounts(len(warm), len(accepted), len(rejected), duplicates, time.perf_counter() - t0)
+    return frame
 
 
-def _empty_prepared() -> pd.DataFrame:
-    cols = {c: pd.Series([], dtype="float64") for c in ("open_idx", "high_idx", "low_idx", "idx", "bqx")}
-    return pd.DataFrame(cols, index=pd.DatetimeIndex([], tz="UTC", name="time"))
-
-
-# -- computing and writing --------------------------------------------------------------------
-def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> dict[str, Any]:
-    """Compute one family for the unit, then — holding the unit's advisory lock (SPEC §11) —
-    write Parquet, then SQL + checkpoint in one transaction; return its stats.
-
-    A unit that another run wrote while this one waited for the lock is not written again.
-    """
-    family = registry.get(family_name)
-    columns = family.column_names(spec.families)
-    label = f"{spec.pair} {spec.month} {family_name}"
+# -- computing ------------------------------------------------------------------------------
+def compute_and_write(prepared: pd.DataFrame, family_name: str, spec: UnitSpec) -> UnitResult:
+    """One family of the unit: its :class:`FeatureBlock` (warm-up rows dropped, a view), the COPY
+    payload, then :func:`write_block`."""
+    counts = counts_of(prepared)
     t0 = time.perf_counter()
-    with activity(label, "compute"):
+    with activity(f"{spec.pair} {spec.month} {family_name}", "compute"):
         _faults.point("compute")
-        result = family.compute(prepared.frame, spec.families).iloc[prepared.n_warm:]
-        times_us = result.index.as_unit("us").asi8 if len(result) else np.empty(0, dtype="int64")
-        values = result.to_numpy(dtype="float64")
-        payload = copy_buffer(times_us, values) if spec.write_sql else None
-    t1 = time.perf_counter()
+        block = registry.get(family_name).compute_block(prepared, spec.families).tail(counts.n_warm)
+        payload = copy_buffer(block.times_us, block.rows) if spec.write_sql else None
+    return write_block(block, payload, counts, family_name, spec, seconds_compute=time.perf_counter() - t0)
+
+
+# -- writing ----------------------------------------------------------------------------------
+def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, family_name: str, spec: UnitSpec,
+                *, seconds_compute: float) -> UnitResult:
+    """Holding the unit's advisory lock (SPEC §11), write Parquet, then SQL + checkpoint in one
+    transaction; return the outcome. A unit that another run wrote while this one waited for
+    the lock is not written again."""
+    label = f"{spec.pair} {spec.month} {family_name}"
+    columns = list(block.columns)
     checkpoint = Checkpoint(family_name, spec.pair, spec.month, spec.config_hashes[family_name], spec.fingerprint,
-                            len(result), prepared.rejected, spec.write_sql, spec.parquet_dir is not None)
+                            len(block), counts.rejected, spec.write_sql, spec.parquet_dir is not None)
     timings: dict[str, float] = {}
 
     tell = notifier(spec)
@@ -251,8 +266,8 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
                 if spec.parquet_dir is not None:
                     with activity(label, "Parquet"):
                         parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
-                        path = parquet.write_unit(spec.parquet_dir, family_name, spec.pair, spec.month, times_us,
-                                                  columns, values, _metadata(family_name, spec))
+                        path = parquet.write_block(spec.parquet_dir, family_name, spec.pair, spec.month, block,
+                                                   _metadata(family_name, spec))
                 t_parquet = time.perf_counter()
                 with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}",
                                                           tell):
@@ -262,23 +277,23 @@ def compute_and_write(prepared: Prepared, family_name: str, spec: UnitSpec) -> d
                 return path, waited_for
 
     t_write = time.perf_counter()
-    outcome = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
+    parquet_path, waited_for = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
     t3 = time.perf_counter()
-    parquet_path, waited_for = outcome
     stats = {
-        "family": family_name, "pair": spec.pair, "month": spec.month, "status": "done",
-        "rows": len(result), "columns": len(columns), "rejected": prepared.rejected,
-        "duplicates": prepared.duplicates, "warmup_rows": prepared.n_warm,
-        "seconds_compute": t1 - t0, "seconds_parquet": timings.get("parquet", 0.0),
+        "rows": len(block), "columns": len(columns), "rejected": counts.rejected,
+        "duplicates": counts.duplicates, "warmup_rows": counts.n_warm,
+        "seconds_compute": seconds_compute, "seconds_parquet": timings.get("parquet", 0.0),
         "seconds_sql": timings.get("sql", 0.0), "seconds_lock": (t3 - t_write) - sum(timings.values()),
-        "seconds_prepare": prepared.seconds, "seconds": t3 - t0, "parquet": parquet_path,
+        "seconds_prepare": counts.seconds, "seconds": t3 - t_write + seconds_compute, "parquet": parquet_path,
         "sql_bytes": len(payload) if payload is not None else 0,
     }
     if waited_for is not None:
         stats["waited_for"] = waited_for
+    status = Status.DONE
     if not timings:  # another run wrote it while we waited: nothing of ours was written
-        stats.update(status="skipped", rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
-    return stats
+        status = Status.SKIPPED
+        stats.update(rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
+    return UnitResult(family_name, spec.pair, spec.month, status, stats)
 
 
 def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
@@ -323,6 +338,6 @@ def _params(family_name: str, families: FamiliesConfig) -> dict[str, Any]:
 
 
 def _talib_version() -> str:
-    from .features.technical import talib_version
+    from ..features.technical import talib_version
 
     return talib_version()
