@@ -18,8 +18,8 @@ from dask.utils import format_bytes
 
 from ..config import Config
 from ..errors import OutputError
-from ..pipeline.estimate import PARQUET_BYTES_PER_VALUE, parquet_bytes, sql_row_bytes
 from ..outputs.locations import is_remote, nearest_existing
+from ..pipeline.estimate import PARQUET_BYTES_PER_VALUE, parquet_bytes, sql_row_bytes
 from .cluster import ASSUMED_BARS_PER_MONTH, PlanFacts, planned_rows
 from .database import DatabaseFacts
 from .findings import FAIL, OK, WARN, Check, pct
