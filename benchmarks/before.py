@@ -29,16 +29,18 @@ from bqxdask.quality import validate_bars
 SCHEMA = "old_way"
 
 
-def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int,
-            insert_sample: int) -> dict[str, Any]:
+def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int, insert_sample: int) -> dict[str, Any]:
     """Time the old per-partition scripts (see :mod:`old_way`) and extrapolate to the run."""
     all_specs = [sp for pair_specs in specs.values() for sp in pair_specs]
     spec = all_specs[0]
     eng = old.engine(bench.url)
     try:
         # 1. read, every unit, in full
-        t_read, frames = timed(lambda: [old.read_partition(eng, SRC, sp.pair, sp.lo, sp.hi,
-                                                           warmup_read_rows(sp.warmup)) for sp in all_specs])
+        t_read, frames = timed(
+            lambda: [
+                old.read_partition(eng, SRC, sp.pair, sp.lo, sp.hi, warmup_read_rows(sp.warmup)) for sp in all_specs
+            ]
+        )
         bars, n_warm = frames[0]
         rows_unit = len(bars) - n_warm
         start = max(n_warm, len(bars) - sample)  # the last `sample` rows of the month: every window is full
@@ -50,14 +52,21 @@ def old_way(bench: Bench, specs: dict[str, list], total_rows: int, sample: int,
     finally:
         eng.dispose()
     return {
-        "read": t_read, "families": fam_t, "write": write, "agreement": agree,
-        "sample_unit": f"{spec.pair} {spec.month}", "rows_unit": rows_unit, "sample_rows": len(bars) - start,
-        "insert_rows": insert_sample, "total_rows": total_rows,
+        "read": t_read,
+        "families": fam_t,
+        "write": write,
+        "agreement": agree,
+        "sample_unit": f"{spec.pair} {spec.month}",
+        "rows_unit": rows_unit,
+        "sample_rows": len(bars) - start,
+        "insert_rows": insert_sample,
+        "total_rows": total_rows,
     }
 
 
-def features(families, spec, bars: pd.DataFrame, start: int, scale: float, total_rows: int
-             ) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
+def features(
+    families, spec, bars: pd.DataFrame, start: int, scale: float, total_rows: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
     """Each family the old way: seconds extrapolated to the run, and its frame on the sampled rows."""
     from bqxdask.features.bqx import bqx_return
 
@@ -73,16 +82,21 @@ def features(families, spec, bars: pd.DataFrame, start: int, scale: float, total
         full_s, whole_out = timed(whole) if whole else (0.0, None)
         sample_s, sampled_out = timed(sampled) if sampled else (0.0, None)
         out = assemble(whole_out, sampled_out)[registry.get(name).column_names(fc)]
-        out = out.iloc[-(n - start):] if len(out) > n - start else out
+        out = out.iloc[-(n - start) :] if len(out) > n - start else out
         frames_new[name] = out
         extrapolated = full_s * scale + sample_s / (n - start) * total_rows
-        fam_t[name] = {"seconds": extrapolated, "measured_full_unit": full_s, "measured_sample": sample_s,
-                       "sample_rows": (n - start) if sample_s else 0}
+        fam_t[name] = {
+            "seconds": extrapolated,
+            "measured_full_unit": full_s,
+            "measured_sample": sample_s,
+            "sample_rows": (n - start) if sample_s else 0,
+        }
     return fam_t, frames_new
 
 
-def writes(bench: Bench, eng, spec, frames_new: dict[str, pd.DataFrame], insert_sample: int,
-           total_rows: int) -> dict[str, dict[str, float]]:
+def writes(
+    bench: Bench, eng, spec, frames_new: dict[str, pd.DataFrame], insert_sample: int, total_rows: int
+) -> dict[str, dict[str, float]]:
     """INSERT, ``to_sql`` and CSV COPY of ``insert_sample`` rows per family, extrapolated to the run."""
     conn = connect(bench.url)
     write: dict[str, dict[str, float]] = {}
@@ -90,17 +104,20 @@ def writes(bench: Bench, eng, spec, frames_new: dict[str, pd.DataFrame], insert_
         with conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
             for name in frames_new:
-                ensure_feature_table(cur, SCHEMA, feature_table(name, spec.pair),
-                                     registry.get(name).column_names(spec.families))
+                ensure_feature_table(
+                    cur, SCHEMA, feature_table(name, spec.pair), registry.get(name).column_names(spec.families)
+                )
         conn.commit()
         for name, frame_all in frames_new.items():
             frame = frame_all.iloc[-insert_sample:]
             table = feature_table(name, spec.pair)
             truncate = sql.SQL("TRUNCATE {}").format(qualified(SCHEMA, table))
             seconds = {}
-            for path, write_rows in (("insert", lambda f, t: old.insert_rows(conn, SCHEMA, t, f)),
-                                     ("to_sql", lambda f, t: old.to_sql_default(eng, SCHEMA, t, f)),
-                                     ("csv_copy", lambda f, t: old.csv_copy(conn, SCHEMA, t, f))):
+            for path, write_rows in (
+                ("insert", lambda f, t: old.insert_rows(conn, SCHEMA, t, f)),
+                ("to_sql", lambda f, t: old.to_sql_default(eng, SCHEMA, t, f)),
+                ("csv_copy", lambda f, t: old.csv_copy(conn, SCHEMA, t, f)),
+            ):
                 seconds[path], _ = timed(lambda w=write_rows, f=frame, t=table: w(f, t))
                 execute(bench.url, truncate)
             k = total_rows / len(frame)
@@ -111,7 +128,9 @@ def writes(bench: Bench, eng, spec, frames_new: dict[str, pd.DataFrame], insert_
     return write
 
 
-def agreement(frames_old: dict[str, pd.DataFrame], spec, bars: pd.DataFrame, n_warm: int, start: int) -> dict[str, float]:
+def agreement(
+    frames_old: dict[str, pd.DataFrame], spec, bars: pd.DataFrame, n_warm: int, start: int
+) -> dict[str, float]:
     """Worst |old − bqxdask| / max(1, |bqxdask|) per family on the rows the old way computed."""
     accepted, _ = validate_bars(bars.iloc[n_warm:])
     frame = prepare(pd.concat([bars.iloc[:n_warm], accepted]), spec.baseline, spec.families)

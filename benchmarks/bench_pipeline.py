@@ -96,8 +96,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             say(f"scratch PostgreSQL in {tmp}")
             pg.start()
             bench = Bench(setup, tmp, pg.url, pg, environ=environ)
-            t_seed, rep = timed(lambda: seed_database(pg.url, SRC, setup.pairs, setup.seed_start, setup.seed_end,
-                                                      seed=0))
+            t_seed, rep = timed(
+                lambda: seed_database(pg.url, SRC, setup.pairs, setup.seed_start, setup.seed_end, seed=0)
+            )
             say(rep.summary_line())
             report = measure(bench, stack)
             report["seconds_seed"] = t_seed
@@ -126,12 +127,24 @@ def measure(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Every measurement, in the order that lets floor and runs see the same load."""
     s = bench.setup
     units = unit_list(s.pairs, s.start, s.end)
-    r: dict[str, Any] = {"setup": {"pairs": list(s.pairs), "start": s.start, "end": s.end,
-                                   "families": list(s.families), "units": len(units),
-                                   "quick": s is QUICK, "repeat_small": s.repeat_small},
-                         "machine": {"cpus": psutil.cpu_count(), "memory_gib": psutil.virtual_memory().total / 2**30,
-                                     "python": platform.python_version(), "bqxdask": __version__,
-                                     "load_at_start": os.getloadavg()}}
+    r: dict[str, Any] = {
+        "setup": {
+            "pairs": list(s.pairs),
+            "start": s.start,
+            "end": s.end,
+            "families": list(s.families),
+            "units": len(units),
+            "quick": s is QUICK,
+            "repeat_small": s.repeat_small,
+        },
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gib": psutil.virtual_memory().total / 2**30,
+            "python": platform.python_version(),
+            "bqxdask": __version__,
+            "load_at_start": os.getloadavg(),
+        },
+    }
     cfg_a = bench.config(bench.fresh_tag("a"), s.start, s.end)
     say("starting the pipeline's LocalCluster (2 workers)")
     t_cluster, client = timed(lambda: start_cluster(stack, cfg_a))
@@ -178,12 +191,20 @@ def memory_of(client, run1: dict[str, Any]) -> dict[str, Any]:
     maxrss = client.run(rusage)
     spill = client.run(spill_counters)
     logs = client.get_worker_logs()
-    memory_msgs = [msg for entries in logs.values() for level, msg in entries
-                   if level in ("WARNING", "ERROR", "CRITICAL")
-                   and any(w in msg.lower() for w in ("memory", "spill", "pausing", "paused"))]
-    return {"ru_maxrss": {str(k): v["maxrss"] for k, v in maxrss.items()},
-            "sampled_peak": run1["rss_peak"], "spill": {str(k): v for k, v in spill.items()},
-            "log_messages": memory_msgs[:10], "memory_limit": ClusterConfig().memory_limit}
+    memory_msgs = [
+        msg
+        for entries in logs.values()
+        for level, msg in entries
+        if level in ("WARNING", "ERROR", "CRITICAL")
+        and any(w in msg.lower() for w in ("memory", "spill", "pausing", "paused"))
+    ]
+    return {
+        "ru_maxrss": {str(k): v["maxrss"] for k, v in maxrss.items()},
+        "sampled_peak": run1["rss_peak"],
+        "spill": {str(k): v for k, v in spill.items()},
+        "log_messages": memory_msgs[:10],
+        "memory_limit": ClusterConfig().memory_limit,
+    }
 
 
 def measure_runs_and_floor(bench: Bench, client, cfg_a, dask_pids, r: dict[str, Any]) -> dict[str, Any]:
@@ -226,12 +247,18 @@ def measure_runs_and_floor(bench: Bench, client, cfg_a, dask_pids, r: dict[str, 
     t_in, per_dump, floor_cpu = min(floors, key=lambda f: f[0])
     r["runs"] = [public(x) for x in runs]
     r["best_run"] = public(best_run)
-    r["floor_in"] = {"seconds": t_in, "all": [f[0] for f in floors], "parallel_2_sessions": t_par,
-                     "postgres_cpu": floor_cpu["postgres"], "other_cpu": floor_cpu["other"],
-                     "bytes": sum(d.nbytes for d in dumps), "rows": sum(d.rows for d in dumps),
-                     "values": sum(d.rows * d.columns for d in dumps),
-                     "per_family": floor_by(per_dump, lambda d: d.family),
-                     "per_unit": {f"{p} {m}": v for (p, m), v in floor_by(per_dump, lambda d: (d.pair, d.month)).items()}}
+    r["floor_in"] = {
+        "seconds": t_in,
+        "all": [f[0] for f in floors],
+        "parallel_2_sessions": t_par,
+        "postgres_cpu": floor_cpu["postgres"],
+        "other_cpu": floor_cpu["other"],
+        "bytes": sum(d.nbytes for d in dumps),
+        "rows": sum(d.rows for d in dumps),
+        "values": sum(d.rows * d.columns for d in dumps),
+        "per_family": floor_by(per_dump, lambda d: d.family),
+        "per_unit": {f"{p} {m}": v for (p, m), v in floor_by(per_dump, lambda d: (d.pair, d.month)).items()},
+    }
     r["floor"] = r["floor_out"]["seconds"] + t_in
     return best_run
 
@@ -264,8 +291,16 @@ def measure_scaling(bench: Bench, client, best_run: dict[str, Any], r: dict[str,
             t, res = run_once(bench, cfg, client)
             sm = summarise(res)
             bench.cleanup(cfg)
-        scaling.append({"factor": 2**k, "months": f"{start}..{end}", "units": len(sm["units"]),
-                        "rows": sm["total"]["rows"], "seconds": t, "task_seconds": sm["total"]["seconds"]})
+        scaling.append(
+            {
+                "factor": 2**k,
+                "months": f"{start}..{end}",
+                "units": len(sm["units"]),
+                "rows": sm["total"]["rows"],
+                "seconds": t,
+                "task_seconds": sm["total"]["seconds"],
+            }
+        )
     r["scaling"] = scaling
     start, end = s.scale_months[s.one_worker_scale]
     cfg = bench.config(bench.fresh_tag("w"), start, end, workers=1)
@@ -273,8 +308,12 @@ def measure_scaling(bench: Bench, client, best_run: dict[str, Any], r: dict[str,
         client1 = start_cluster(one, cfg)
         t1, res1 = run_once(bench, cfg, client1)
     bench.cleanup(cfg)
-    r["workers"] = {"months": f"{start}..{end}", "one": t1, "two": scaling[s.one_worker_scale]["seconds"],
-                    "rows": summarise(res1)["total"]["rows"]}
+    r["workers"] = {
+        "months": f"{start}..{end}",
+        "one": t1,
+        "two": scaling[s.one_worker_scale]["seconds"],
+        "rows": summarise(res1)["total"]["rows"],
+    }
 
 
 if __name__ == "__main__":

@@ -87,12 +87,18 @@ def _polyfit_columns(x: np.ndarray, v: np.ndarray, degree: int) -> None:
     w = len(v)
     r = v - np.polyval(p, x)
     dv = v - v.mean()
-    _ = (np.polyval(p, w - 1), np.polyval(p, w), np.polyval(np.polyder(p), w - 1),
-         1.0 - (r @ r) / (dv @ dv), np.sqrt((r @ r) / w))
+    _ = (
+        np.polyval(p, w - 1),
+        np.polyval(p, w),
+        np.polyval(np.polyder(p), w - 1),
+        1.0 - (r @ r) / (dv @ dv),
+        np.sqrt((r @ r) / w),
+    )
 
 
-def polyfit_baseline(y: np.ndarray, windows: tuple[int, ...], degree: int, row_fn=_polyfit_only,
-                     repeat: int = 3) -> float:
+def polyfit_baseline(
+    y: np.ndarray, windows: tuple[int, ...], degree: int, row_fn=_polyfit_only, repeat: int = 3
+) -> float:
     """Seconds a rolling np.polyfit would take over every row, extrapolated from a sample."""
     rng = np.random.default_rng(0)
     total = 0.0
@@ -138,8 +144,9 @@ def cold_start() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as cache:
         env["NUMBA_CACHE_DIR"] = cache
         for label in ("compile", "cached"):
-            done = subprocess.run([sys.executable, "-c", COLD_START], env=env, capture_output=True,
-                                  text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", COLD_START], env=env, capture_output=True, text=True, check=True
+            )
             values = json.loads(done.stdout.strip().splitlines()[-1])
             out["import_numba"] = min(out.get("import_numba", float("inf")), values["import_numba"])
             out[f"first_call_{label}"] = values["first_call"]
@@ -171,27 +178,34 @@ def main() -> dict[str, float]:
     results["speedup_vs_polyfit_compute_features"] = t_polyfit / t_api
     results["speedup_vs_naive_columns"] = t_naive / t_kernel
     row("reg kernel, default windows, degree 2 (110 columns)", t_kernel)
-    row("compute_features(bars, ['reg_rate']), same windows", t_api,
-        f"kernel {t_kernel / t_api:.0%} of it; the rest: bars -> index -> 110-column DataFrame")
-    row("rolling np.polyfit call alone (extrapolated)", t_polyfit,
+    row(
+        "compute_features(bars, ['reg_rate']), same windows",
+        t_api,
+        f"kernel {t_kernel / t_api:.0%} of it; the rest: bars -> index -> 110-column DataFrame",
+    )
+    row(
+        "rolling np.polyfit call alone (extrapolated)",
+        t_polyfit,
         f"{POLYFIT_SAMPLE_ROWS} sampled rows/window; kernel {t_polyfit / t_kernel:,.0f}x faster, "
-        f"compute_features {t_polyfit / t_api:,.0f}x")
-    row("rolling np.polyfit + its 11 columns (extrapolated)", t_naive,
-        f"kernel {t_naive / t_kernel:,.0f}x faster")
+        f"compute_features {t_polyfit / t_api:,.0f}x",
+    )
+    row("rolling np.polyfit + its 11 columns (extrapolated)", t_naive, f"kernel {t_naive / t_kernel:,.0f}x faster")
 
     # (2) degree 1 against TA-Lib
     t_lin = kernel_time(y, DEFAULT_WINDOWS, 1)
     t_talib = talib_time(y, DEFAULT_WINDOWS)
     results["talib_over_kernel"] = t_talib / t_lin
     row("reg kernel, default windows, degree 1 (90 columns)", t_lin)
-    row("TA-Lib LINEARREG+_SLOPE+_INTERCEPT (30 columns)", t_talib,
-        f"kernel/TA-Lib time = {t_lin / t_talib:.1f}")
+    row("TA-Lib LINEARREG+_SLOPE+_INTERCEPT (30 columns)", t_talib, f"kernel/TA-Lib time = {t_lin / t_talib:.1f}")
 
     # (4) what the compiled kernel replaces, and how often it falls back to it
     t_dd = dd_time(y, DEFAULT_WINDOWS, 2)
     results["compiled_over_double_double"] = t_dd / t_kernel
-    row("double-double numpy kernel (before issue 15), same windows", t_dd,
-        f"the compiled kernel is {t_dd / t_kernel:.0f}x faster")
+    row(
+        "double-double numpy kernel (before issue 15), same windows",
+        t_dd,
+        f"the compiled kernel is {t_dd / t_kernel:.0f}x faster",
+    )
     shares: dict[tuple[str, int, int], float] = {}
     for label, series in (("idx", y), ("bqx", bqx)):
         for degree in (1, 2, 3):
@@ -220,23 +234,29 @@ def main() -> dict[str, float]:
     print("rows handed to the double-double kernel (share of all rows), per series, degree and W")
     ws = (*DEFAULT_WINDOWS, 2880)
     print(f"{'':>10}" + "".join(f"{'W=' + str(w):>8}" for w in ws))
-    for (label, degree) in ((lab, d) for lab in ("idx", "bqx") for d in (1, 2, 3)):
+    for label, degree in ((lab, d) for lab in ("idx", "bqx") for d in (1, 2, 3)):
         print(f"{label} d={degree:<4}" + "".join(f"{shares[(label, degree, w)]:8.2%}" for w in ws))
     print()
     cold = cold_start()
     results.update({f"numba_{k}": v for k, v in cold.items()})
-    print(f"numba in a fresh process: import {cold['import_numba']:.2f} s; first call with an empty cache "
-          f"(compile + write) {cold['first_call_compile']:.2f} s, with the cache filled (load) "
-          f"{cold['first_call_cached']:.2f} s")
+    print(
+        f"numba in a fresh process: import {cold['import_numba']:.2f} s; first call with an empty cache "
+        f"(compile + write) {cold['first_call_compile']:.2f} s, with the cache filled (load) "
+        f"{cold['first_call_cached']:.2f} s"
+    )
     print()
     ok_speed = results["speedup_vs_polyfit_compute_features"] >= TARGET_SPEEDUP
     ok_kernel = results["speedup_vs_polyfit"] >= TARGET_SPEEDUP
     ok_ratio = all(results[f"w2880_over_w15_degree{d}"] <= TARGET_W_RATIO for d in (1, 2, 3))
-    print(f"{'PASS' if ok_speed else 'MISS'}: through compute_features "
-          f"{results['speedup_vs_polyfit_compute_features']:,.0f}x rolling np.polyfit (required >= {TARGET_SPEEDUP}x; "
-          f"the kernel alone {results['speedup_vs_polyfit']:,.0f}x: {'ok' if ok_kernel else 'not met'})")
+    print(
+        f"{'PASS' if ok_speed else 'MISS'}: through compute_features "
+        f"{results['speedup_vs_polyfit_compute_features']:,.0f}x rolling np.polyfit (required >= {TARGET_SPEEDUP}x; "
+        f"the kernel alone {results['speedup_vs_polyfit']:,.0f}x: {'ok' if ok_kernel else 'not met'})"
+    )
     worst = max(results[f"w2880_over_w15_degree{d}"] for d in (1, 2, 3))
-    print(f"{'PASS' if ok_ratio else 'MISS'}: t(W=2880)/t(W=15) <= {TARGET_W_RATIO} for degrees 1-3 (worst {worst:.2f})")
+    print(
+        f"{'PASS' if ok_ratio else 'MISS'}: t(W=2880)/t(W=15) <= {TARGET_W_RATIO} for degrees 1-3 (worst {worst:.2f})"
+    )
     return results
 
 

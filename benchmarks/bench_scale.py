@@ -72,8 +72,14 @@ class Run:
 
 
 def sh(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 3600) -> str:
-    proc = subprocess.run([sys.executable, "-m", "bqxdask", *args], env=dict(env), capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bqxdask", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"bqxdask {' '.join(args)} exited {proc.returncode}:\n{(proc.stderr or proc.stdout)[-3000:]}")
     return proc.stdout
@@ -119,9 +125,11 @@ def server_core_seconds(postmaster: psutil.Process) -> float:
 
 def schema_bytes(url: str, schema: str) -> int:
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
-                    (schema,))
+        cur.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        )
         return int(cur.fetchone()[0])
 
 
@@ -129,8 +137,9 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str,
-                 postmaster: psutil.Process) -> Run:
+def features_run(
+    env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, postmaster: psutil.Process
+) -> Run:
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
@@ -163,12 +172,21 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     t1 = time.perf_counter()
     subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True, timeout=600)
     rerun = time.perf_counter() - t1
-    return Run(pairs=len(pairs), wall=wall, bars=bars, rows=int(totals["rows"]), outputs=int(totals["outputs"]),
-               unit_s=sum(u["seconds"] for u in summary["units"]), rerun_wall=rerun, span=last - first,
-               tree_core_s=(after_tree.ru_utime + after_tree.ru_stime) - (before_tree.ru_utime + before_tree.ru_stime),
-               server_core_s=server_core_seconds(postmaster) - before_server,
-               worker_peak_rss=sorted(rss.peak.values(), reverse=True),
-               server_bytes=schema_bytes(url, tag), parquet_bytes=tree_bytes(tmp / tag))
+    return Run(
+        pairs=len(pairs),
+        wall=wall,
+        bars=bars,
+        rows=int(totals["rows"]),
+        outputs=int(totals["outputs"]),
+        unit_s=sum(u["seconds"] for u in summary["units"]),
+        rerun_wall=rerun,
+        span=last - first,
+        tree_core_s=(after_tree.ru_utime + after_tree.ru_stime) - (before_tree.ru_utime + before_tree.ru_stime),
+        server_core_s=server_core_seconds(postmaster) - before_server,
+        worker_peak_rss=sorted(rss.peak.values(), reverse=True),
+        server_bytes=schema_bytes(url, tag),
+        parquet_bytes=tree_bytes(tmp / tag),
+    )
 
 
 def latest_summary(runs_dir: Path) -> dict:
@@ -177,40 +195,50 @@ def latest_summary(runs_dir: Path) -> dict:
 
 
 def report(runs: Sequence[Run], workers: int, month: str, seed_s: float) -> list[str]:
-    lines = [f"bench_scale: seeded {month}, {runs[-1].pairs} pairs, in {format_time(seed_s)}; "
-             f"configs/production.toml, {workers} workers, the CLI as an operator runs it", "",
-             f"{'pairs':>5} {'bars':>10} {'outputs':>7} {'wall':>8} {'fixed':>6} {'rerun':>6} {'bars/s':>8} {'rows/s':>9} "
-             f"{'µs/bar':>7} {'in units':>9} {'client+workers':>14} {'server':>8} {'peak RSS/worker':>16} {'in PostgreSQL':>13} "
-             f"{'Parquet':>10}"]
+    lines = [
+        f"bench_scale: seeded {month}, {runs[-1].pairs} pairs, in {format_time(seed_s)}; "
+        f"configs/production.toml, {workers} workers, the CLI as an operator runs it",
+        "",
+        f"{'pairs':>5} {'bars':>10} {'outputs':>7} {'wall':>8} {'fixed':>6} {'rerun':>6} {'bars/s':>8} {'rows/s':>9} "
+        f"{'µs/bar':>7} {'in units':>9} {'client+workers':>14} {'server':>8} {'peak RSS/worker':>16} {'in PostgreSQL':>13} "
+        f"{'Parquet':>10}",
+    ]
     for r in runs:
-        lines.append(f"{r.pairs:>5} {r.bars:>10,} {r.outputs:>7} {r.wall:>7.1f}s {r.fixed:>5.1f}s {r.rerun_wall:>5.1f}s "
-                     f"{r.bars / r.wall:>8,.0f} {r.rows / r.wall:>9,.0f} {r.per_bar_us:>7.1f} {r.unit_s:>8.1f}s "
-                     f"{r.tree_core_s:>12.1f}cs "
-                     f"{r.server_core_s:>6.1f}cs {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
-                     f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}")
+        lines.append(
+            f"{r.pairs:>5} {r.bars:>10,} {r.outputs:>7} {r.wall:>7.1f}s {r.fixed:>5.1f}s {r.rerun_wall:>5.1f}s "
+            f"{r.bars / r.wall:>8,.0f} {r.rows / r.wall:>9,.0f} {r.per_bar_us:>7.1f} {r.unit_s:>8.1f}s "
+            f"{r.tree_core_s:>12.1f}cs "
+            f"{r.server_core_s:>6.1f}cs {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
+            f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}"
+        )
     small, big = runs[0], runs[-1]
     cost = (big.unit_s / big.bars) / (small.unit_s / small.bars)
     span = big.per_bar_us / small.per_bar_us
     verdict = "PASS" if abs(cost - 1) <= LINEAR_TOLERANCE else "MISS"
-    lines += ["", "µs/bar = the span from the cluster being up (the dashboard line) to the last unit, per bar; "
-                  "fixed = the rest of the wall (imports, plan, cluster start and stop, the performance report); "
-                  "rerun = the same command again with nothing to do; in units = the workers' seconds inside "
-                  "units (read, compute, Parquet, COPY, locks); cs = core-seconds",
-              f"{verdict}: per-bar cost (workers' seconds in units per bar), {big.pairs} pairs / {small.pairs} pairs "
-              f"= {cost:.3f} (linear within {LINEAR_TOLERANCE:.0%}: 0.90–1.10); wall span per bar {span:.3f} "
-              f"(below 1: the small run pays each worker's warm-up and the last unit's tail on fewer bars)"]
+    lines += [
+        "",
+        "µs/bar = the span from the cluster being up (the dashboard line) to the last unit, per bar; "
+        "fixed = the rest of the wall (imports, plan, cluster start and stop, the performance report); "
+        "rerun = the same command again with nothing to do; in units = the workers' seconds inside "
+        "units (read, compute, Parquet, COPY, locks); cs = core-seconds",
+        f"{verdict}: per-bar cost (workers' seconds in units per bar), {big.pairs} pairs / {small.pairs} pairs "
+        f"= {cost:.3f} (linear within {LINEAR_TOLERANCE:.0%}: 0.90–1.10); wall span per bar {span:.3f} "
+        f"(below 1: the small run pays each worker's warm-up and the last unit's tail on fewer bars)",
+    ]
     # 8 workers against a separate server: the units' worker-seconds (they include the waits on
     # the server, measured where server and workers share 2 cores, so this errs long) spread over
     # the workers; the server's core-seconds over its own vCPUs; the slower of the two sets the pace.
     scale = PROJECT_MONTHS
     worker_s = big.unit_s * scale / PROJECT_WORKERS
     server_s = big.server_core_s * scale / PROJECT_WORKERS
-    lines += [f"projection, {big.pairs} pairs × {PROJECT_MONTHS} months on {PROJECT_WORKERS} workers "
-              f"(one core each) against a separate server with ≥ {PROJECT_WORKERS} vCPUs: "
-              f"{big.bars * scale:,} bars, {big.rows * scale:,} output rows; workers "
-              f"{format_time(worker_s)}, server {format_time(server_s)} → ≈ "
-              f"{format_time(max(worker_s, server_s) + big.fixed)} with the fixed part; {format_bytes(big.server_bytes * scale)} in PostgreSQL, "
-              f"{format_bytes(big.parquet_bytes * scale)} of Parquet"]
+    lines += [
+        f"projection, {big.pairs} pairs × {PROJECT_MONTHS} months on {PROJECT_WORKERS} workers "
+        f"(one core each) against a separate server with ≥ {PROJECT_WORKERS} vCPUs: "
+        f"{big.bars * scale:,} bars, {big.rows * scale:,} output rows; workers "
+        f"{format_time(worker_s)}, server {format_time(server_s)} → ≈ "
+        f"{format_time(max(worker_s, server_s) + big.fixed)} with the fixed part; {format_bytes(big.server_bytes * scale)} in PostgreSQL, "
+        f"{format_bytes(big.parquet_bytes * scale)} of Parquet"
+    ]
     return lines
 
 
@@ -224,10 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
-    env.update(BQX_CONFIG=str(PRODUCTION), BQX_DATABASE__EMBEDDED_DIR=f'"{tmp / "pgdata"}"',
-               BQX_CLUSTER__N_WORKERS=str(args.workers), BQX_CLUSTER__DASHBOARD_ADDRESS='"127.0.0.1:0"',
-               BQX_RUN__START=f'"{args.month}"', BQX_RUN__END=f'"{args.month}"',
-               BQX_RUN__RUNS_DIR=f'"{tmp / "runs"}"')
+    env.update(
+        BQX_CONFIG=str(PRODUCTION),
+        BQX_DATABASE__EMBEDDED_DIR=f'"{tmp / "pgdata"}"',
+        BQX_CLUSTER__N_WORKERS=str(args.workers),
+        BQX_CLUSTER__DASHBOARD_ADDRESS='"127.0.0.1:0"',
+        BQX_RUN__START=f'"{args.month}"',
+        BQX_RUN__END=f'"{args.month}"',
+        BQX_RUN__RUNS_DIR=f'"{tmp / "runs"}"',
+    )
     cfg = load_config(PRODUCTION, environ=env)
     pairs = list(cfg.run.pairs)
     try:
@@ -240,13 +273,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         sh(["seed"], env)
         seed_s = time.perf_counter() - t0
-        runs = [features_run(env, pairs[:SMALL], f"scale{SMALL}", tmp, url, postmaster),
-                features_run(env, pairs, f"scale{len(pairs)}", tmp, url, postmaster)]
+        runs = [
+            features_run(env, pairs[:SMALL], f"scale{SMALL}", tmp, url, postmaster),
+            features_run(env, pairs, f"scale{len(pairs)}", tmp, url, postmaster),
+        ]
         lines = report(runs, args.workers, args.month, seed_s)
         print("\n".join(lines))
         if args.json:
-            Path(args.json).write_text(json.dumps({"workers": args.workers, "month": args.month, "seed_s": seed_s,
-                                                   "runs": [asdict(r) for r in runs], "report": lines}, indent=2))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "workers": args.workers,
+                        "month": args.month,
+                        "seed_s": seed_s,
+                        "runs": [asdict(r) for r in runs],
+                        "report": lines,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         subprocess.run([sys.executable, "-m", "bqxdask", "db", "stop"], env=env, cwd=ROOT, capture_output=True)
         if not args.dir:

@@ -55,12 +55,22 @@ def pandas_statistics(x: pd.Series) -> dict[str, pd.Series]:
         r = x.rolling(n)
         mean, std = r.mean(), r.std()
         q25, q75 = r.quantile(0.25, interpolation="linear"), r.quantile(0.75, interpolation="linear")
-        out.update({
-            f"mean_{n}": mean, f"std_{n}": std, f"min_{n}": r.min(), f"max_{n}": r.max(),
-            f"median_{n}": r.median(), f"q25_{n}": q25, f"q75_{n}": q75, f"iqr_{n}": q75 - q25,
-            f"skew_{n}": r.skew(), f"kurt_{n}": r.kurt(), f"zscore_{n}": (x - mean) / std,
-            f"autocorr1_{n}": r.corr(lagged),
-        })
+        out.update(
+            {
+                f"mean_{n}": mean,
+                f"std_{n}": std,
+                f"min_{n}": r.min(),
+                f"max_{n}": r.max(),
+                f"median_{n}": r.median(),
+                f"q25_{n}": q25,
+                f"q75_{n}": q75,
+                f"iqr_{n}": q75 - q25,
+                f"skew_{n}": r.skew(),
+                f"kurt_{n}": r.kurt(),
+                f"zscore_{n}": (x - mean) / std,
+                f"autocorr1_{n}": r.corr(lagged),
+            }
+        )
     return out
 
 
@@ -108,7 +118,8 @@ def numpy_statistics(x: np.ndarray, block: int = 2048) -> dict[str, np.ndarray]:
             cb -= cb.mean(axis=1)[:, None]
             with np.errstate(divide="ignore", invalid="ignore"):
                 cols["autocorr1"][j0 + n : j0 + n + len(v)] = np.einsum("ij,ij->i", ca, cb) / np.sqrt(
-                    np.einsum("ij,ij->i", ca, ca) * np.einsum("ij,ij->i", cb, cb))
+                    np.einsum("ij,ij->i", ca, ca) * np.einsum("ij,ij->i", cb, cb)
+                )
         out.update({f"{s}_{n}": c for s, c in cols.items()})
     return out
 
@@ -170,15 +181,20 @@ def main() -> dict[str, float]:
     x = idx.to_numpy()
     series = pd.Series(x)
     n = len(x)
-    print(f"bench_stats: EURUSD 2017-01..02, {n} rows, windows {', '.join(map(str, WINDOWS))}; "
-          f"medians of {REPEAT} interleaved repetitions\n")
+    print(
+        f"bench_stats: EURUSD 2017-01..02, {n} rows, windows {', '.join(map(str, WINDOWS))}; "
+        f"medians of {REPEAT} interleaved repetitions\n"
+    )
 
-    t = timed({
-        "bqxdask": lambda: compute_features(bars, [FAMILY]),
-        "pandas": lambda: pandas_statistics(series),
-        "kernel": lambda: rolling_stats.statistics(x, windows=WINDOWS),
-        "numpy": lambda: numpy_statistics(x),
-    }, REPEAT)
+    t = timed(
+        {
+            "bqxdask": lambda: compute_features(bars, [FAMILY]),
+            "pandas": lambda: pandas_statistics(series),
+            "kernel": lambda: rolling_stats.statistics(x, windows=WINDOWS),
+            "numpy": lambda: numpy_statistics(x),
+        },
+        REPEAT,
+    )
     rows = [
         ("compute_features(bars, ['statistics_rate'])", "bqxdask", "48 columns, bars in, DataFrame out"),
         ("pandas rolling equivalents on the index", "pandas", "the same 48 columns"),
@@ -198,14 +214,18 @@ def main() -> dict[str, float]:
 
     cold = cold_start()
     results.update({f"cold_{k}": v for k, v in cold.items()})
-    print(f"cold start in a fresh process: import numba {cold['import_numba']:.2f} s; first call "
-          f"{cold['compile']:.2f} s with an empty cache (compiling), {cold['cache_load']:.2f} s with "
-          f"the cache filled; in this process the first compute_features took {first:.2f} s")
+    print(
+        f"cold start in a fresh process: import numba {cold['import_numba']:.2f} s; first call "
+        f"{cold['compile']:.2f} s with an empty cache (compiling), {cold['cache_load']:.2f} s with "
+        f"the cache filled; in this process the first compute_features took {first:.2f} s"
+    )
 
     ref = reference_statistics(x)
     theirs = pandas_statistics(series)
-    print("\naccuracy against the tests' reference (numpy/scipy per window), worst |Δ|/tolerance "
-          "(SPEC §4.9: ≤ 1); NaN≠ = rows NaN in one of the two only")
+    print(
+        "\naccuracy against the tests' reference (numpy/scipy per window), worst |Δ|/tolerance "
+        "(SPEC §4.9: ≤ 1); NaN≠ = rows NaN in one of the two only"
+    )
     print(f"{'column':<14} {'tol':>6}  {'bqxdask':>10} {'NaN≠':>5}  {'pandas':>12} {'NaN≠':>5}")
     worst_ours = worst_pandas = 0.0
     misses = []
@@ -219,11 +239,15 @@ def main() -> dict[str, float]:
         print(f"{name:<14} {rel:6.0e}  {ro:10.2e} {no:5d}  {rp:12.3g} {npd:5d}")
     results["worst_tol_ratio_bqxdask"] = worst_ours
     results["worst_tol_ratio_pandas"] = worst_pandas
-    print(f"\npandas misses SPEC §4.9 in {len(misses)} of {len(ref)} columns (worst {worst_pandas:.3g}x the "
-          f"tolerance){': ' + ', '.join(misses) if misses else ''}; bqxdask worst {worst_ours:.2g}x")
+    print(
+        f"\npandas misses SPEC §4.9 in {len(misses)} of {len(ref)} columns (worst {worst_pandas:.3g}x the "
+        f"tolerance){': ' + ', '.join(misses) if misses else ''}; bqxdask worst {worst_ours:.2g}x"
+    )
     ok = results["ratio_cpu"] <= TARGET and results["ratio_wall"] <= TARGET
-    print(f"statistics_rate / pandas time: {results['ratio_wall']:.2f} wall, {results['ratio_cpu']:.2f} CPU "
-          f"(target <= {TARGET}: {'ok' if ok else 'NOT MET'})")
+    print(
+        f"statistics_rate / pandas time: {results['ratio_wall']:.2f} wall, {results['ratio_cpu']:.2f} CPU "
+        f"(target <= {TARGET}: {'ok' if ok else 'NOT MET'})"
+    )
     return results
 
 

@@ -47,9 +47,12 @@ def floor_copy_out(url: str, units: Sequence[tuple[str, str]], warmup: int) -> t
                 lo, hi = month_bounds(month)
                 table = qualified(SRC, source_table(pair))
                 cols = sql.SQL("SELECT time, open, high, low, close, volume FROM {}").format(table)
-                for q in (sql.SQL("{} WHERE time >= {} AND time < {}").format(cols, sql.Literal(lo), sql.Literal(hi)),
-                          sql.SQL("{} WHERE time < {} ORDER BY time DESC LIMIT {}").format(
-                              cols, sql.Literal(lo), sql.Literal(warmup_read_rows(warmup)))):
+                for q in (
+                    sql.SQL("{} WHERE time >= {} AND time < {}").format(cols, sql.Literal(lo), sql.Literal(hi)),
+                    sql.SQL("{} WHERE time < {} ORDER BY time DESC LIMIT {}").format(
+                        cols, sql.Literal(lo), sql.Literal(warmup_read_rows(warmup))
+                    ),
+                ):
                     data = copy_out(cur, q)
                     nbytes += len(data)
                     rows += (len(data) - COPY_FRAME_BYTES) // BARS_ROW.itemsize
@@ -77,8 +80,11 @@ def create_floor_tables(cur, schema: str, floor_schema: str, done: Sequence[dict
     """Empty tables LIKE the run's feature tables (same primary key), in ``floor_schema``."""
     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(floor_schema)))
     for t in sorted({feature_table(r["family"], r["pair"]) for r in done}):
-        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
-            qualified(floor_schema, t), qualified(schema, t)))
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
+                qualified(floor_schema, t), qualified(schema, t)
+            )
+        )
 
 
 def dump_unit(conn, cur, schema: str, r: dict, dump_dir: Path) -> Dump:
@@ -87,11 +93,13 @@ def dump_unit(conn, cur, schema: str, r: dict, dump_dir: Path) -> Dump:
     table = feature_table(r["family"], r["pair"])
     path = dump_dir / f"{table}_{r['month']}.bin"
     q = sql.SQL("SELECT * FROM {} WHERE time >= {} AND time < {}").format(
-        qualified(schema, table), sql.Literal(lo), sql.Literal(hi))
+        qualified(schema, table), sql.Literal(lo), sql.Literal(hi)
+    )
     with open(path, "wb") as fh:
         cur.copy_expert(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(q).as_string(conn), fh)
-    cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE time >= %s AND time < %s").format(
-        qualified(schema, table)), (lo, hi))
+    cur.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE time >= %s AND time < %s").format(qualified(schema, table)), (lo, hi)
+    )
     n = cur.fetchone()[0]
     if n != r["rows"]:
         raise RuntimeError(f"{schema}.{table} {r['month']}: {n} rows in SQL, the run reported {r['rows']}")
@@ -102,8 +110,9 @@ def dump_outputs(url: str, cfg, result, dump_dir: Path, floor_schema: str) -> li
     """Binary COPY TO files of every unit the run wrote; empty floor tables LIKE the run's."""
     dump_dir.mkdir(parents=True, exist_ok=True)
     schema = cfg.database.output_schema
-    done = sorted((r for r in result.results if r["status"] == "done"),
-                  key=lambda r: (r["family"], r["pair"], r["month"]))
+    done = sorted(
+        (r for r in result.results if r["status"] == "done"), key=lambda r: (r["family"], r["pair"], r["month"])
+    )
     conn = connect(url)
     try:
         with conn.cursor() as cur:
@@ -120,16 +129,18 @@ def copy_in(conn, schema: str, dump: Dump) -> float:
     """One dump into its floor table, one transaction; seconds."""
     t0 = time.perf_counter()
     with conn.cursor() as cur, open(dump.path, "rb") as fh:
-        cur.copy_expert(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(qualified(schema, dump.table))
-                        .as_string(conn), fh, size=1 << 20)
+        cur.copy_expert(
+            sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(qualified(schema, dump.table)).as_string(conn),
+            fh,
+            size=1 << 20,
+        )
     conn.commit()
     return time.perf_counter() - t0
 
 
 def truncate(url: str, schema: str, dumps: Sequence[Dump]) -> None:
     tables = sorted({d.table for d in dumps})
-    execute(url, sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(qualified(schema, t) for t in tables)),
-            "CHECKPOINT")
+    execute(url, sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(qualified(schema, t) for t in tables)), "CHECKPOINT")
 
 
 def settle(url: str, schema: str, dumps: Sequence[Dump]) -> None:

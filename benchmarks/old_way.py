@@ -47,8 +47,9 @@ def engine(url: str):
     return sa.create_engine(url)
 
 
-def read_partition(eng, schema: str, pair: str, lo: dt.datetime, hi: dt.datetime,
-                   warmup: int) -> tuple[pd.DataFrame, int]:
+def read_partition(
+    eng, schema: str, pair: str, lo: dt.datetime, hi: dt.datetime, warmup: int
+) -> tuple[pd.DataFrame, int]:
     """The month's bars and the ``warmup`` bars before it, by ``pandas.read_sql``.
 
     Returns the frame (indexed by time, oldest first) and the number of warm-up rows.
@@ -57,10 +58,16 @@ def read_partition(eng, schema: str, pair: str, lo: dt.datetime, hi: dt.datetime
 
     table = f'"{schema}"."m1_{pair}"'  # schema and pair are the benchmark's own constants
     cols = "time, open, high, low, close, volume"
-    month = pd.read_sql(sa.text(f"SELECT {cols} FROM {table} WHERE time >= :lo AND time < :hi ORDER BY time"),
-                        eng, params={"lo": lo, "hi": hi})
-    warm = pd.read_sql(sa.text(f"SELECT {cols} FROM {table} WHERE time < :lo ORDER BY time DESC LIMIT :n"),
-                       eng, params={"lo": lo, "n": warmup})
+    month = pd.read_sql(
+        sa.text(f"SELECT {cols} FROM {table} WHERE time >= :lo AND time < :hi ORDER BY time"),
+        eng,
+        params={"lo": lo, "hi": hi},
+    )
+    warm = pd.read_sql(
+        sa.text(f"SELECT {cols} FROM {table} WHERE time < :lo ORDER BY time DESC LIMIT :n"),
+        eng,
+        params={"lo": lo, "n": warmup},
+    )
     frame = pd.concat([warm.iloc[::-1], month], ignore_index=True)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame.set_index("time").astype("float64"), len(warm)
@@ -138,7 +145,7 @@ def statistics_apply(x: pd.Series, windows: Sequence[int], start: int, stop: int
     """SPEC §4.4 skew, kurt and autocorr1 by ``rolling().apply`` for output rows ``[start, stop)``."""
     out = {}
     for n in windows:
-        seg = x.iloc[max(0, start - n):stop]
+        seg = x.iloc[max(0, start - n) : stop]
         keep = stop - start
         out[f"skew_{n}"] = seg.rolling(n).apply(_skew, raw=True).iloc[-keep:]
         out[f"kurt_{n}"] = seg.rolling(n).apply(_kurt, raw=True).iloc[-keep:]
@@ -151,11 +158,22 @@ def technical_rate(ix: pd.DataFrame) -> pd.DataFrame:
     h, lo, c = (ix[col].to_numpy() for col in ("high_idx", "low_idx", "idx"))
     macd, sig, hist = talib.MACD(c, 12, 26, 9)
     k, d = talib.STOCH(h, lo, c, 14, 3, 0, 3, 0)
-    cols = {"rsi_14": talib.RSI(c, 14), "rsi_21": talib.RSI(c, 21), "macd": macd, "macd_signal": sig,
-            "macd_hist": hist, "stoch_k": k, "stoch_d": d, "adx_14": talib.ADX(h, lo, c, 14),
-            "plus_di_14": talib.PLUS_DI(h, lo, c, 14), "minus_di_14": talib.MINUS_DI(h, lo, c, 14),
-            "cci_20": talib.CCI(h, lo, c, 20), "willr_14": talib.WILLR(h, lo, c, 14), "roc_12": talib.ROC(c, 12),
-            "atr_14": talib.ATR(h, lo, c, 14)}
+    cols = {
+        "rsi_14": talib.RSI(c, 14),
+        "rsi_21": talib.RSI(c, 21),
+        "macd": macd,
+        "macd_signal": sig,
+        "macd_hist": hist,
+        "stoch_k": k,
+        "stoch_d": d,
+        "adx_14": talib.ADX(h, lo, c, 14),
+        "plus_di_14": talib.PLUS_DI(h, lo, c, 14),
+        "minus_di_14": talib.MINUS_DI(h, lo, c, 14),
+        "cci_20": talib.CCI(h, lo, c, 20),
+        "willr_14": talib.WILLR(h, lo, c, 14),
+        "roc_12": talib.ROC(c, 12),
+        "atr_14": talib.ATR(h, lo, c, 14),
+    }
     return pd.DataFrame(cols, index=ix.index)
 
 
@@ -164,8 +182,14 @@ def technical_bqx(series: pd.Series) -> pd.DataFrame:
     s = series.dropna()
     c = s.to_numpy()
     macd, sig, hist = talib.MACD(c, 12, 26, 9)
-    cols = {"rsi_14": talib.RSI(c, 14), "rsi_21": talib.RSI(c, 21), "macd": macd, "macd_signal": sig,
-            "macd_hist": hist, "mom_12": talib.MOM(c, 12)}
+    cols = {
+        "rsi_14": talib.RSI(c, 14),
+        "rsi_21": talib.RSI(c, 21),
+        "macd": macd,
+        "macd_signal": sig,
+        "macd_hist": hist,
+        "mom_12": talib.MOM(c, 12),
+    }
     return pd.DataFrame(cols, index=s.index).reindex(series.index)
 
 
@@ -181,7 +205,7 @@ def reg_polyfit(y: np.ndarray, windows: Sequence[int], start: int, stop: int) ->
         for i, t in enumerate(range(start, stop)):
             if t < w - 1:
                 continue
-            v = y[t - w + 1:t + 1]
+            v = y[t - w + 1 : t + 1]
             a, b, c = np.polyfit(x, v, 2)
             fit = np.polyval((a, b, c), x)
             r = v - fit
@@ -189,16 +213,27 @@ def reg_polyfit(y: np.ndarray, windows: Sequence[int], start: int, stop: int) ->
             dv = v - v.mean()
             sst = float(dv @ dv)
             pred = fit[-1]
-            vals = (a, b, c, a * (w - 1) ** 2, b * (w - 1), pred, v[-1] - pred, 2 * a * (w - 1) + b,
-                    a * w * w + b * w + c, 1 - sse / sst if sst > 0 else np.nan, np.sqrt(sse / w))
+            vals = (
+                a,
+                b,
+                c,
+                a * (w - 1) ** 2,
+                b * (w - 1),
+                pred,
+                v[-1] - pred,
+                2 * a * (w - 1) + b,
+                a * w * w + b * w + c,
+                1 - sse / sst if sst > 0 else np.nan,
+                np.sqrt(sse / w),
+            )
             for col, val in zip(cols, vals):
                 col[i] = val
     return out
 
 
-def family_parts(name: str, ix: pd.DataFrame, series: pd.Series, fc, start: int, stop: int
-                 ) -> tuple[Callable[[], object] | None, Callable[[], object] | None,
-                            Callable[[object, object], pd.DataFrame]]:
+def family_parts(
+    name: str, ix: pd.DataFrame, series: pd.Series, fc, start: int, stop: int
+) -> tuple[Callable[[], object] | None, Callable[[], object] | None, Callable[[object, object], pd.DataFrame]]:
     """How the old scripts computed one family, for rows ``[start, stop)`` of ``ix``.
 
     ``(whole, sampled, assemble)``: ``whole()`` is the part they ran on the whole partition
@@ -216,9 +251,11 @@ def family_parts(name: str, ix: pd.DataFrame, series: pd.Series, fc, start: int,
     if name.startswith("bollinger"):
         return (lambda: bollinger(x, fc.bollinger.periods, fc.bollinger.k)), None, lambda whole, _: whole
     if name.startswith("statistics"):
-        return ((lambda: statistics_builtin(x, fc.statistics.windows)),
-                (lambda: statistics_apply(x, fc.statistics.windows, start, stop)),
-                lambda whole, sampled: whole.iloc[start:stop].join(sampled))
+        return (
+            (lambda: statistics_builtin(x, fc.statistics.windows)),
+            (lambda: statistics_apply(x, fc.statistics.windows, start, stop)),
+            lambda whole, sampled: whole.iloc[start:stop].join(sampled),
+        )
     if name == "technical_rate":
         return (lambda: technical_rate(ix)), None, lambda whole, _: whole
     if name == "technical_bqx":
@@ -226,8 +263,11 @@ def family_parts(name: str, ix: pd.DataFrame, series: pd.Series, fc, start: int,
     if name.startswith("reg"):
         y = x.to_numpy()
         first = int(np.flatnonzero(np.isfinite(y))[0])
-        return (None, (lambda: reg_polyfit(y[first:], fc.reg.windows, start - first, stop - first)),
-                lambda _, sampled: pd.DataFrame(sampled, index=ix.index[start:stop]))
+        return (
+            None,
+            (lambda: reg_polyfit(y[first:], fc.reg.windows, start - first, stop - first)),
+            lambda _, sampled: pd.DataFrame(sampled, index=ix.index[start:stop]),
+        )
     raise ValueError(f"no old way for family {name!r}")
 
 

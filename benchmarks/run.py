@@ -16,10 +16,14 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small pipeline benchmark (1 pair-month; the smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small pipeline benchmark (1 pair-month; the smoke test)"
+    )
     parser.add_argument("--skip-reg", action="store_true", help="skip the regression-kernel benchmark")
     parser.add_argument("--skip-stats", action="store_true", help="skip the statistics benchmark")
-    parser.add_argument("--json", help="where bench_pipeline writes its numbers (default benchmarks/results/latest.json)")
+    parser.add_argument(
+        "--json", help="where bench_pipeline writes its numbers (default benchmarks/results/latest.json)"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     failed = []
@@ -33,8 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             failed.append("bench_reg")
     if not args.skip_stats:
-        print("=" * 100 + "\nbench_stats — statistics_rate against pandas' rolling equivalents (SPEC §4.4, issue 15)\n"
-              + "=" * 100, flush=True)
+        print(
+            "=" * 100
+            + "\nbench_stats — statistics_rate against pandas' rolling equivalents (SPEC §4.4, issue 15)\n"
+            + "=" * 100,
+            flush=True,
+        )
         try:
             import bench_stats
 
@@ -42,8 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:
             traceback.print_exc()
             failed.append("bench_stats")
-    print("\n" + "=" * 100 + "\nbench_pipeline — bqxdask features end to end against the database floor (issue 6)\n"
-          + "=" * 100, flush=True)
+    print(
+        "\n"
+        + "=" * 100
+        + "\nbench_pipeline — bqxdask features end to end against the database floor (issue 6)\n"
+        + "=" * 100,
+        flush=True,
+    )
     try:
         import bench_pipeline
 

@@ -64,19 +64,22 @@ def summarise(result) -> dict[str, Any]:
         for k in ("seconds_compute", "seconds_parquet", "seconds_sql", "seconds", "rows", "sql_bytes"):
             f[k] += r[k]
         f["values"] += r["rows"] * r["columns"]
-        u = units.setdefault(f"{r['pair']} {r['month']}", {"rows": r["rows"], "prepare": r["seconds_prepare"],
-                                                        "compute": 0.0, "values": 0.0})
+        u = units.setdefault(
+            f"{r['pair']} {r['month']}",
+            {"rows": r["rows"], "prepare": r["seconds_prepare"], "compute": 0.0, "values": 0.0},
+        )
         u["compute"] += r["seconds_compute"]
         u["values"] += r["rows"] * r["columns"]
-    total = {k: sum(f[k] for f in fam.values()) for k in ("seconds_compute", "seconds_parquet", "seconds_sql",
-                                                           "seconds", "values", "sql_bytes")}
+    total = {
+        k: sum(f[k] for f in fam.values())
+        for k in ("seconds_compute", "seconds_parquet", "seconds_sql", "seconds", "values", "sql_bytes")
+    }
     total["rows"] = sum(u["rows"] for u in units.values())
     total["prepare"] = sum(u["prepare"] for u in units.values())
     return {"families": {k: dict(v) for k, v in fam.items()}, "units": units, "total": total}
 
 
-def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_rss: bool = False
-                 ) -> dict[str, Any]:
+def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_rss: bool = False) -> dict[str, Any]:
     """One ``run_features`` on ``client`` with CPU accounting (and RSS sampling); outputs left in place."""
     meter = CpuMeter(bench.pg.status().pid, dask_pids)
     worker_pids = client.run(os.getpid)
@@ -87,8 +90,13 @@ def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_
         c1 = meter.snapshot()
     r1 = client.run(rusage)
     workers = {k: sum(r1[w][k] - r0[w][k] for w in r0) for k in ("user", "sys", "minflt")}
-    out = {"seconds": t_run, "summary": summarise(result), "cpu": CpuMeter.delta(c0, c1), "workers": workers,
-           "result": result}
+    out = {
+        "seconds": t_run,
+        "summary": summarise(result),
+        "cpu": CpuMeter.delta(c0, c1),
+        "workers": workers,
+        "result": result,
+    }
     if rss is not None:
         out["rss_peak"] = {str(k): v for k, v in rss.peak.items()}
     return out
@@ -136,8 +144,10 @@ def read_dask(client, specs: dict[str, list]) -> int:
     parts, warm = [], []
     for pair, pair_specs in specs.items():
         parts.append(month_reads(pair_specs, f"bench-read-{pair}-{tag}"))  # the pipeline's read graph
-        warm += [delayed(len)(delayed(tasks.read_warmup)(s, dask_key_name=f"bench-warmup-{s.pair}-{s.month}-{tag}"))
-                 for s in pair_specs]
+        warm += [
+            delayed(len)(delayed(tasks.read_warmup)(s, dask_key_name=f"bench-warmup-{s.pair}-{s.month}-{tag}"))
+            for s in pair_specs
+        ]
     # two compute calls: mixing expression-backed frames and delayed objects in one would
     # materialise the expressions first (dask warns about it)
     counts = [p.map_partitions(len, meta=(None, "int64")) for p in parts]
@@ -181,10 +191,13 @@ def family_cost(frame: pd.DataFrame, n_warm: int, spec, name: str, scratch: str,
     fam.compute(frame, spec.families)  # first call: per-window constants, imports
     t, res = best_of(lambda: fam.compute(frame, spec.families).iloc[n_warm:], repeat)
     times, values = res.index.as_unit("us").asi8, res.to_numpy(dtype="float64")
-    return {"compute": t,
-            "copy_buffer": best_of(lambda: copy_buffer(times, values), repeat)[0],
-            "parquet": best_of(lambda: parquet.write_unit(scratch, name, spec.pair, spec.month, times, cols, values,
-                                                          {}), repeat)[0]}
+    return {
+        "compute": t,
+        "copy_buffer": best_of(lambda: copy_buffer(times, values), repeat)[0],
+        "parquet": best_of(
+            lambda: parquet.write_unit(scratch, name, spec.pair, spec.month, times, cols, values, {}), repeat
+        )[0],
+    }
 
 
 def run_cli(bench: Bench, cfg) -> float:
@@ -195,8 +208,14 @@ def run_cli(bench: Bench, cfg) -> float:
     env = {k: v for k, v in bench.environ.items() if not k.startswith("BQX_")}
     bench.checkpoint()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bqxdask", "features", "--config", str(path)], cwd=bench.tmp,
-                          env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bqxdask", "features", "--config", str(path)],
+        cwd=bench.tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     t = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"bqxdask features exited {proc.returncode}: {(proc.stderr or proc.stdout)[-2000:]}")

@@ -42,14 +42,36 @@ class Setup:
     repeat_small: int = 3  # best-of for the cheap measurements (plan, reads, one unit alone)
 
 
-FULL = Setup(pairs=("eurusd", "usdjpy"), seed_start="2024-06", seed_end="2024-10", start="2024-07",
-             end="2024-09", families=ALL_FAMILIES,
-             scale_months=(("2024-07", "2024-07"), ("2024-07", "2024-08"), ("2024-07", "2024-10")),
-             one_worker_scale=1, repeat_run=2, repeat_floor=2, sample_rows=2000, insert_rows=2000)
-QUICK = Setup(pairs=("eurusd",), seed_start="2024-06", seed_end="2024-08", start="2024-07", end="2024-07",
-              families=("bqx", "statistics_bqx", "technical_rate", "reg_rate"),
-              scale_months=(("2024-07", "2024-07"), ("2024-07", "2024-08")),
-              one_worker_scale=0, repeat_run=1, repeat_floor=1, sample_rows=150, insert_rows=150, cli=False, repeat_small=1)
+FULL = Setup(
+    pairs=("eurusd", "usdjpy"),
+    seed_start="2024-06",
+    seed_end="2024-10",
+    start="2024-07",
+    end="2024-09",
+    families=ALL_FAMILIES,
+    scale_months=(("2024-07", "2024-07"), ("2024-07", "2024-08"), ("2024-07", "2024-10")),
+    one_worker_scale=1,
+    repeat_run=2,
+    repeat_floor=2,
+    sample_rows=2000,
+    insert_rows=2000,
+)
+QUICK = Setup(
+    pairs=("eurusd",),
+    seed_start="2024-06",
+    seed_end="2024-08",
+    start="2024-07",
+    end="2024-07",
+    families=("bqx", "statistics_bqx", "technical_rate", "reg_rate"),
+    scale_months=(("2024-07", "2024-07"), ("2024-07", "2024-08")),
+    one_worker_scale=0,
+    repeat_run=1,
+    repeat_floor=1,
+    sample_rows=150,
+    insert_rows=150,
+    cli=False,
+    repeat_small=1,
+)
 
 
 def execute(url: str, *statements: sql.Composable | str) -> None:
@@ -86,8 +108,12 @@ class Bench:
         """The config of one run as TOML would give it: its own output schema and Parquet folder."""
         return {
             "database": {"url": self.url, "source_schema": SRC, "output_schema": f"out_{tag}"},
-            "cluster": {"n_workers": workers, "threads_per_worker": 1, "memory_limit": ClusterConfig().memory_limit,
-                        "dashboard_address": ":0"},
+            "cluster": {
+                "n_workers": workers,
+                "threads_per_worker": 1,
+                "memory_limit": ClusterConfig().memory_limit,
+                "dashboard_address": ":0",
+            },
             "run": {"pairs": list(self.setup.pairs), "start": start, "end": end, "runs_dir": str(self.tmp / "runs")},
             "output": {"parquet_dir": str(self.tmp / f"parquet_{tag}")},
             "families": {"enabled": list(self.setup.families)},
@@ -108,8 +134,10 @@ class Bench:
 def write_config(cfg, path: Path) -> None:
     """``cfg`` as the TOML file ``bqxdask features --config`` reads (the sections a run uses)."""
     d = cfg.to_dict()
-    doc = {section: {k: v for k, v in d[section].items() if v is not None}
-           for section in ("database", "cluster", "run", "output")}
+    doc = {
+        section: {k: v for k, v in d[section].items() if v is not None}
+        for section in ("database", "cluster", "run", "output")
+    }
     doc["families"] = {"enabled": list(d["families"]["enabled"])}
     # database.url carries the embedded server's password: readable by this user only (§11)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

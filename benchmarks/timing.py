@@ -78,8 +78,13 @@ class CpuMeter:
         return total
 
     def snapshot(self) -> dict[str, float]:
-        return {"postgres": self.postgres(), "dask": sum(cpu_seconds(p) for p in self.dask),
-                "client": cpu_seconds(self.me), "machine": machine_busy(), "t": time.perf_counter()}
+        return {
+            "postgres": self.postgres(),
+            "dask": sum(cpu_seconds(p) for p in self.dask),
+            "client": cpu_seconds(self.me),
+            "machine": machine_busy(),
+            "t": time.perf_counter(),
+        }
 
     @staticmethod
     def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -121,10 +126,12 @@ def spill_counters(dask_worker) -> dict[str, float]:
     data = dask_worker.data
     metrics = getattr(data, "cumulative_metrics", {})
     spilled = getattr(data, "spilled_total", None)
-    return {"disk_write_count": float(metrics.get(("disk-write", "count"), 0)),
-            "disk_write_bytes": float(metrics.get(("disk-write", "bytes"), 0)),
-            "on_disk_now_bytes": float(spilled.disk if spilled is not None else 0),
-            "memory_limit": float(dask_worker.memory_manager.memory_limit or 0)}
+    return {
+        "disk_write_count": float(metrics.get(("disk-write", "count"), 0)),
+        "disk_write_bytes": float(metrics.get(("disk-write", "bytes"), 0)),
+        "on_disk_now_bytes": float(spilled.disk if spilled is not None else 0),
+        "memory_limit": float(dask_worker.memory_manager.memory_limit or 0),
+    }
 
 
 def rusage() -> dict[str, float]:

@@ -94,8 +94,9 @@ def unit_fingerprint(month: str, stats: Mapping[str, MonthStats], read_rows: int
 # --------------------------------------------------------------------------------------------
 # When a unit's checkpoint still stands
 # --------------------------------------------------------------------------------------------
-def checkpoint_current(ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool,
-                       write_parquet: bool, parquet_ok: bool) -> bool:
+def checkpoint_current(
+    ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool, write_parquet: bool, parquet_ok: bool
+) -> bool:
     """Whether a unit's checkpoint still stands for this config and these source bars (SPEC §6).
 
     ``parquet_ok``: the unit's Parquet file exists and its metadata carries the same config
@@ -122,8 +123,9 @@ def parquet_matches(parquet_dir: str, ck: Checkpoint) -> bool:
     return bool(meta) and meta.get("config_hash") == ck.config_hash and meta.get("fingerprint") == ck.fingerprint
 
 
-def parquet_checks(parquet_dir: str, checkpoints: Mapping[UnitKey, Checkpoint], families: Sequence[str],
-                   pairs: Sequence[str]) -> dict[UnitKey, bool]:
+def parquet_checks(
+    parquet_dir: str, checkpoints: Mapping[UnitKey, Checkpoint], families: Sequence[str], pairs: Sequence[str]
+) -> dict[UnitKey, bool]:
     """:func:`parquet_matches` for each checkpoint of ``families`` × ``pairs`` (the plan's input).
 
     An unreadable file is logged and counts as missing: its unit is recomputed.
@@ -140,8 +142,9 @@ def parquet_checks(parquet_dir: str, checkpoints: Mapping[UnitKey, Checkpoint], 
     return ok
 
 
-def unit_current(ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool,
-                 parquet_dir: str | None) -> bool:
+def unit_current(
+    ck: Checkpoint | None, config_hash: str, fingerprint: str, *, write_sql: bool, parquet_dir: str | None
+) -> bool:
     """:func:`checkpoint_current` with the Parquet side read from ``parquet_dir`` (None: no Parquet output).
 
     Under the unit's lock, for a run that waited while another one may have written the unit;
@@ -155,8 +158,9 @@ def unit_current(ck: Checkpoint | None, config_hash: str, fingerprint: str, *, w
             parquet_ok = parquet_matches(parquet_dir, ck)
         except OutputError:
             parquet_ok = False
-    return checkpoint_current(ck, config_hash, fingerprint, write_sql=write_sql,
-                              write_parquet=parquet_dir is not None, parquet_ok=parquet_ok)
+    return checkpoint_current(
+        ck, config_hash, fingerprint, write_sql=write_sql, write_parquet=parquet_dir is not None, parquet_ok=parquet_ok
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,14 +170,16 @@ def create_table(cur: psycopg2.extensions.cursor, schema: str) -> None:
     """``<schema>.checkpoints`` unless it exists (the caller holds the schema's DDL lock)."""
     if table_exists(cur, schema, "checkpoints"):
         return
-    cur.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} ("
-        " family text NOT NULL, pair text NOT NULL, month text NOT NULL,"
-        " config_hash text NOT NULL, fingerprint text NOT NULL, rows bigint NOT NULL,"
-        " rejected bigint NOT NULL, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),"
-        " sql_written boolean NOT NULL, parquet_written boolean NOT NULL,"
-        " PRIMARY KEY (family, pair, month))"
-    ).format(qualified(schema, "checkpoints")))
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " family text NOT NULL, pair text NOT NULL, month text NOT NULL,"
+            " config_hash text NOT NULL, fingerprint text NOT NULL, rows bigint NOT NULL,"
+            " rejected bigint NOT NULL, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),"
+            " sql_written boolean NOT NULL, parquet_written boolean NOT NULL,"
+            " PRIMARY KEY (family, pair, month))"
+        ).format(qualified(schema, "checkpoints"))
+    )
 
 
 def upsert_checkpoint(cur: psycopg2.extensions.cursor, schema: str, ck: Checkpoint, run_id: str) -> None:
@@ -187,8 +193,18 @@ def upsert_checkpoint(cur: psycopg2.extensions.cursor, schema: str, ck: Checkpoi
             " run_id = EXCLUDED.run_id, written_at = now(), sql_written = EXCLUDED.sql_written,"
             " parquet_written = EXCLUDED.parquet_written"
         ).format(qualified(schema, "checkpoints")),
-        (ck.family, ck.pair, ck.month, ck.config_hash, ck.fingerprint, ck.rows, ck.rejected, run_id,
-         ck.sql_written, ck.parquet_written),
+        (
+            ck.family,
+            ck.pair,
+            ck.month,
+            ck.config_hash,
+            ck.fingerprint,
+            ck.rows,
+            ck.rejected,
+            run_id,
+            ck.sql_written,
+            ck.parquet_written,
+        ),
     )
 
 
@@ -201,8 +217,16 @@ def load_checkpoints(cur: psycopg2.extensions.cursor, schema: str, pairs: Sequen
     return {(r[0], r[1], r[2]): Checkpoint(*r) for r in cur.fetchall()}
 
 
-def load_checkpoint(cur: psycopg2.extensions.cursor, schema: str, family: str, pair: str, month: str, *,
-                    other_than: str, since: dt.datetime | None = None) -> Checkpoint | None:
+def load_checkpoint(
+    cur: psycopg2.extensions.cursor,
+    schema: str,
+    family: str,
+    pair: str,
+    month: str,
+    *,
+    other_than: str,
+    since: dt.datetime | None = None,
+) -> Checkpoint | None:
     """The unit's checkpoint if another run (not ``other_than``) wrote it, at or after ``since``."""
     cur.execute(
         sql.SQL(

@@ -44,7 +44,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bqxdask", description="Feature-engineering ETL for forex ML: PostgreSQL → Dask → PostgreSQL + Parquet.")
+    parser = _Parser(
+        prog="bqxdask", description="Feature-engineering ETL for forex ML: PostgreSQL → Dask → PostgreSQL + Parquet."
+    )
     parser.add_argument("--version", action="version", version=f"bqxdask {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -91,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", help="assess this per-worker memory limit (cluster.memory_limit)")
     p.add_argument("--scheduler", help="assess an existing Dask scheduler instead of a LocalCluster")
 
-    p = sub.add_parser("select", help="stage 3: dataset, walk-forward feature ranking and significance, on the "
-                                      "Dask cluster")
+    p = sub.add_parser(
+        "select", help="stage 3: dataset, walk-forward feature ranking and significance, on the Dask cluster"
+    )
     _common(p)
     p.add_argument("--pairs", type=_csv)
-    p.add_argument("--horizons", type=_ints, help="comma-separated horizons in bars (default: families.select.horizons)")
+    p.add_argument(
+        "--horizons", type=_ints, help="comma-separated horizons in bars (default: families.select.horizons)"
+    )
     p.add_argument("--start", help="first month YYYY-MM")
     p.add_argument("--end", help="last month YYYY-MM")
     p.add_argument("--workers", type=int, help="LocalCluster workers (cluster.n_workers)")
@@ -114,12 +119,18 @@ def _load(args: argparse.Namespace):
     from .config import load_config, with_overrides
 
     cfg = load_config(args.config)
-    run = {"pairs": getattr(args, "pairs", None), "start": getattr(args, "start", None),
-           "end": getattr(args, "end", None)}
+    run = {
+        "pairs": getattr(args, "pairs", None),
+        "start": getattr(args, "start", None),
+        "end": getattr(args, "end", None),
+    }
     if run["start"] and not run["end"] and run["start"] > cfg.run.end:
         run["end"] = run["start"]  # --start alone past the configured end: that one month
-    cluster = {"n_workers": getattr(args, "workers", None), "memory_limit": getattr(args, "memory_limit", None),
-               "scheduler_address": getattr(args, "scheduler", None)}
+    cluster = {
+        "n_workers": getattr(args, "workers", None),
+        "memory_limit": getattr(args, "memory_limit", None),
+        "scheduler_address": getattr(args, "scheduler", None),
+    }
     return with_overrides(cfg, run=run, cluster=cluster)
 
 
@@ -174,8 +185,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     cfg = _load(args)
     pair = validate_pair(args.pair.lower(), "--pair")
     url = database_url(cfg)
-    report = import_files(url, cfg.database.source_schema, pair, args.files, args.fmt,
-                          tz_offset=args.tz_offset, ask_files=args.ask)
+    report = import_files(
+        url, cfg.database.source_schema, pair, args.files, args.fmt, tz_offset=args.tz_offset, ask_files=args.ask
+    )
     print(report.summary_line())
     return 0
 
@@ -244,8 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .db.urls import scrub
 
         text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        print(f"error: internal error {type(exc).__name__}: {text}{where}; fix: report it with that file",
-              file=sys.stderr)
+        print(
+            f"error: internal error {type(exc).__name__}: {text}{where}; fix: report it with that file", file=sys.stderr
+        )
         return 1
 
 

@@ -67,7 +67,9 @@ def coerce(hint: Any, value: Any, key: str, source: str) -> Any:
         if isinstance(value, (dt.datetime, dt.date, dt.time)):
             return value.isoformat()  # TOML reads an unquoted time as a datetime
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}; fix: quote it, e.g. {key.split('.')[-1]} = \"{value}\"")
+            raise ConfigError(
+                f'{key} must be a string, got {value!r}; fix: quote it, e.g. {key.split(".")[-1]} = "{value}"'
+            )
         return value
     raise AssertionError(f"unsupported config type {hint} for {key}")  # pragma: no cover
 

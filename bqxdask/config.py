@@ -52,9 +52,7 @@ URL_ENV = "BQX_DATABASE_URL"
 CURRENCIES = ("aud", "cad", "chf", "eur", "gbp", "jpy", "nzd", "usd")
 # The 28 pairs of the 8 majors, quoted the way the market quotes them.
 _PRIORITY = ("eur", "gbp", "aud", "nzd", "usd", "cad", "chf", "jpy")
-ALL_PAIRS: tuple[str, ...] = tuple(
-    a + b for i, a in enumerate(_PRIORITY) for b in _PRIORITY[i + 1 :]
-)
+ALL_PAIRS: tuple[str, ...] = tuple(a + b for i, a in enumerate(_PRIORITY) for b in _PRIORITY[i + 1 :])
 DEMO_PAIRS = ("eurusd", "gbpusd", "usdjpy", "audusd")
 
 
@@ -229,7 +227,7 @@ def parse_memory(value: str | int, key: str) -> int:
     except (ValueError, TypeError):
         size = -1
     if size < 0:
-        raise ConfigError(f"{key} = {value!r} is not a memory size; fix: write e.g. \"2GiB\" or \"512MB\"")
+        raise ConfigError(f'{key} = {value!r} is not a memory size; fix: write e.g. "2GiB" or "512MB"')
     return size
 
 
@@ -245,9 +243,7 @@ def validate_pair(pair: str, key: str = "run.pairs") -> str:
 
 def validate_identifier(name: str, key: str) -> str:
     if not isinstance(name, str) or not IDENT_RE.fullmatch(name):
-        raise ConfigError(
-            f"{key} = {name!r} is not a valid schema name; fix: use lower-case letters, digits and _"
-        )
+        raise ConfigError(f"{key} = {name!r} is not a valid schema name; fix: use lower-case letters, digits and _")
     return name
 
 
@@ -273,9 +269,13 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         try:
             text = cfg_path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(f"config file {cfg_path} does not exist; fix: pass --config with a file from configs/") from None
+            raise ConfigError(
+                f"config file {cfg_path} does not exist; fix: pass --config with a file from configs/"
+            ) from None
         except OSError as exc:
-            raise ConfigError(f"config file {cfg_path} cannot be read ({exc.strerror}); fix: check its permissions") from None
+            raise ConfigError(
+                f"config file {cfg_path} cannot be read ({exc.strerror}); fix: check its permissions"
+            ) from None
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -314,7 +314,7 @@ def _parse_env_value(name: str, text: str, parts: tuple[str, ...]) -> Any:
     except tomllib.TOMLDecodeError:
         raise ConfigError(
             f"environment variable {name}={text!r} is not a TOML value; fix: write a TOML value, "
-            f"e.g. {name}=4, {name}='\"4GiB\"' or {name}=\"[15, 30]\""
+            f'e.g. {name}=4, {name}=\'"4GiB"\' or {name}="[15, 30]"'
         ) from None
 
 
@@ -345,8 +345,11 @@ def families_config(params: Mapping[str, Any] | Any = None) -> Any:
     A :data:`FamiliesConfig` is checked as it is; ``None`` gives the defaults. Used by
     ``compute_features(params=...)``.
     """
-    fam = params if isinstance(params, FamiliesConfig) else build_dataclass(
-        FamiliesConfig, dict(params or {}), prefix="families.", source="params")
+    fam = (
+        params
+        if isinstance(params, FamiliesConfig)
+        else build_dataclass(FamiliesConfig, dict(params or {}), prefix="families.", source="params")
+    )
     validate_families(fam)
     return fam
 
@@ -358,7 +361,7 @@ def validate(cfg: Config) -> None:
     if not LISTEN_RE.fullmatch(cfg.database.embedded_listen_addresses):
         raise ConfigError(
             f"database.embedded_listen_addresses = {cfg.database.embedded_listen_addresses!r} is not a list of "
-            "addresses; fix: write comma-separated host names or IP addresses, e.g. \"127.0.0.1\" or \"10.0.0.5,127.0.0.1\" (workers are handed the first)"
+            'addresses; fix: write comma-separated host names or IP addresses, e.g. "127.0.0.1" or "10.0.0.5,127.0.0.1" (workers are handed the first)'
         )
     if cfg.database.max_connections_per_worker < 1:
         raise ConfigError("database.max_connections_per_worker must be >= 1; fix: set it to 1 or more")
@@ -373,7 +376,7 @@ def validate(cfg: Config) -> None:
     if cfg.run.stall_seconds <= 0:
         raise ConfigError("run.stall_seconds must be > 0; fix: set it to a positive number of seconds")
     if not cfg.run.pairs:
-        raise ConfigError("run.pairs is empty; fix: list at least one pair, e.g. pairs = [\"eurusd\"]")
+        raise ConfigError('run.pairs is empty; fix: list at least one pair, e.g. pairs = ["eurusd"]')
     for i, pair in enumerate(cfg.run.pairs):
         validate_pair(pair, f"run.pairs[{i}]")
     if len(set(cfg.run.pairs)) != len(cfg.run.pairs):
@@ -389,8 +392,8 @@ def validate(cfg: Config) -> None:
             parse_time(cfg.index.baseline)
         except ValueError:
             raise ConfigError(
-                f"index.baseline = {cfg.index.baseline!r} is neither \"first\" nor an ISO time; "
-                "fix: write e.g. \"2024-07-01T00:00:00Z\""
+                f'index.baseline = {cfg.index.baseline!r} is neither "first" nor an ISO time; '
+                'fix: write e.g. "2024-07-01T00:00:00Z"'
             ) from None
     validate_families(cfg.families)
 
@@ -404,23 +407,36 @@ def validate_families(fam: Any) -> None:
     if any(lag < 0 for lag in fam.select.lags):
         raise ConfigError("families.select.lags must be >= 0 (a negative lag looks into the future); fix: remove it")
     sel = fam.select
-    for key in ("max_train_rows", "n_estimators", "max_depth", "permutation_repeats", "max_importance_rows",
-                "significance_blocks"):
+    for key in (
+        "max_train_rows",
+        "n_estimators",
+        "max_depth",
+        "permutation_repeats",
+        "max_importance_rows",
+        "significance_blocks",
+    ):
         if getattr(sel, key) < 1:
-            raise ConfigError(f"families.select.{key} must be >= 1, got {getattr(sel, key)}; fix: leave the default "
-                              f"{getattr(SelectParams, key)}")
+            raise ConfigError(
+                f"families.select.{key} must be >= 1, got {getattr(sel, key)}; fix: leave the default "
+                f"{getattr(SelectParams, key)}"
+            )
     if sel.folds < 2:
-        raise ConfigError(f"families.select.folds must be >= 2 (fold-to-fold stability needs two), got {sel.folds}; "
-                          "fix: leave the default 5")
+        raise ConfigError(
+            f"families.select.folds must be >= 2 (fold-to-fold stability needs two), got {sel.folds}; "
+            "fix: leave the default 5"
+        )
     if sel.tree_rows < 0:
-        raise ConfigError("families.select.tree_rows must be >= 0 (0: every tree on all training rows); fix: the "
-                          "default is 3000")
+        raise ConfigError(
+            "families.select.tree_rows must be >= 0 (0: every tree on all training rows); fix: the default is 3000"
+        )
     if sel.n_jobs == 0 or sel.n_jobs < -1:
         raise ConfigError(f"families.select.n_jobs = {sel.n_jobs}; fix: a number of cores >= 1, or -1 for all")
     for key in ("leakage_r2", "leakage_future_r2", "cluster_threshold"):
         if not 0 < getattr(sel, key) <= 1:
-            raise ConfigError(f"families.select.{key} must lie in (0, 1], got {getattr(sel, key)}; fix: leave the "
-                              f"default {getattr(SelectParams, key)}")
+            raise ConfigError(
+                f"families.select.{key} must lie in (0, 1], got {getattr(sel, key)}; fix: leave the "
+                f"default {getattr(SelectParams, key)}"
+            )
     if not 0 < sel.alpha < 1:
         raise ConfigError(f"families.select.alpha must lie in (0, 1), got {sel.alpha}; fix: e.g. 0.05")
     if sel.max_features not in ("sqrt", "log2"):
@@ -429,8 +445,10 @@ def validate_families(fam: Any) -> None:
         except ValueError:
             share = -1.0
         if not 0 < share <= 1:
-            raise ConfigError(f"families.select.max_features = {sel.max_features!r}; fix: \"sqrt\", \"log2\" or a "
-                              "share of the features in (0, 1] written as a string, e.g. \"0.3\"")
+            raise ConfigError(
+                f'families.select.max_features = {sel.max_features!r}; fix: "sqrt", "log2" or a '
+                'share of the features in (0, 1] written as a string, e.g. "0.3"'
+            )
 
 
 def parse_time(text: str) -> dt.datetime:

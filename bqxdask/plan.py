@@ -121,15 +121,21 @@ def make_plan(
             own = stats.get(month)
             rows = own.rows if own else 0
             if rows == 0:
-                warnings.append(f"{pair} {month}: no bars in the source table; fix: import or seed that month, "
-                                "or narrow run.start/run.end")
+                warnings.append(
+                    f"{pair} {month}: no bars in the source table; fix: import or seed that month, "
+                    "or narrow run.start/run.end"
+                )
             fp = unit_fingerprint(month, stats, warmup_read_rows(warmup), baseline.key)
             todo, skip = [], []
             for fam in families:
                 valid = not full_refresh and checkpoint_current(
-                    checkpoints.get((fam, pair, month)), hashes[fam], fp, write_sql=cfg.output.write_sql,
+                    checkpoints.get((fam, pair, month)),
+                    hashes[fam],
+                    fp,
+                    write_sql=cfg.output.write_sql,
                     write_parquet=cfg.output.write_parquet,
-                    parquet_ok=(parquet_ok or {}).get((fam, pair, month), False))
+                    parquet_ok=(parquet_ok or {}).get((fam, pair, month), False),
+                )
                 (skip if valid else todo).append(fam)
             units.append(Unit(pair, month, rows, fp, tuple(todo), tuple(skip)))
     return Plan(run_id, tuple(families), warmup, hashes, dict(baselines), tuple(units), tuple(warnings))

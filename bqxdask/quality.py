@@ -47,8 +47,9 @@ def price_faults(prices: np.ndarray) -> PriceFaults:
     """The SPEC §3 price checks of an (n, 4) float64 array of open, high, low, close."""
     high, low = _high_low(prices)
     with np.errstate(invalid="ignore"):
-        return PriceFaults(missing=np.isnan(prices), infinite=np.isinf(prices), nonpositive=prices <= 0,
-                           high=high, low=low)
+        return PriceFaults(
+            missing=np.isnan(prices), infinite=np.isinf(prices), nonpositive=prices <= 0, high=high, low=low
+        )
 
 
 def _high_low(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +91,9 @@ def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``time is NULL``.
     """
     if len(bars) == 0:
-        return bars.iloc[0:0], pd.DataFrame({"time": pd.DatetimeIndex([], tz="UTC"), "reason": pd.Series([], dtype=object)})
+        return bars.iloc[0:0], pd.DataFrame(
+            {"time": pd.DatetimeIndex([], tz="UTC"), "reason": pd.Series([], dtype=object)}
+        )
     times = bars.index
     prices = np.column_stack([bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS])
     no_time = np.asarray(times.isna())

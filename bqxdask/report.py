@@ -56,8 +56,9 @@ def default_output(pair: str, month: str) -> Path:
     return Path("reports") / f"{pair}-{month}.html"
 
 
-def make_report(cfg: Config, pair: str, month: str, output: str | os.PathLike[str] | None = None, *,
-                max_points: int = MAX_POINTS) -> Path:
+def make_report(
+    cfg: Config, pair: str, month: str, output: str | os.PathLike[str] | None = None, *, max_points: int = MAX_POINTS
+) -> Path:
     """Write the report page of ``pair`` in ``month`` and return its path.
 
     Parameters
@@ -81,13 +82,17 @@ def make_report(cfg: Config, pair: str, month: str, output: str | os.PathLike[st
     frames = {fam: _read(root, fam, pair, month) for fam, meta in metas.items() if meta is not None}
     data = _assemble(frames)
     if data.empty:
-        raise OutputError(f"the Parquet outputs of {pair} {month} under {root} have no rows; fix: bqxdask features "
-                          f"--pairs {pair} --start {month} --end {month} --full-refresh")
+        raise OutputError(
+            f"the Parquet outputs of {pair} {month} under {root} have no rows; fix: bqxdask features "
+            f"--pairs {pair} --start {month} --end {month} --full-refresh"
+        )
     notes = []
     if "reg_rate" not in frames:
-        notes.append(f"No reg_rate output for {pair} {month}: the regression overlay is left out "
-                     f"(make it with: bqxdask features --pairs {pair} --start {month} --end {month} "
-                     "--families reg_rate).")
+        notes.append(
+            f"No reg_rate output for {pair} {month}: the regression overlay is left out "
+            f"(make it with: bqxdask features --pairs {pair} --start {month} --end {month} "
+            "--families reg_rate)."
+        )
     layout = _layout(pair, month, data, metas, notes, max_points)
     path = Path(output) if output is not None else default_output(pair, month)
     _write_html(layout, path, title=f"bqxdask {pair.upper()} {month}")
@@ -110,9 +115,11 @@ def _missing_message(root: str, pair: str, month: str, missing: list[str]) -> st
         where = f" ({pair} has outputs for {', '.join(have)})"
     else:
         where = f" ({pair} has outputs for {len(have)} months, {have[0]}..{have[-1]})"
-    return (f"report {pair} {month}: no Parquet output of {', '.join(missing)} for {pair} {month} under {root}{where}; "
-            f"fix: bqxdask features --pairs {pair} --start {month} --end {month} "
-            f"--families {','.join((*REQUIRED, *OPTIONAL))}")
+    return (
+        f"report {pair} {month}: no Parquet output of {', '.join(missing)} for {pair} {month} under {root}{where}; "
+        f"fix: bqxdask features --pairs {pair} --start {month} --end {month} "
+        f"--families {','.join((*REQUIRED, *OPTIONAL))}"
+    )
 
 
 def _read(root: str, family: str, pair: str, month: str) -> pd.DataFrame:
@@ -190,8 +197,16 @@ def _figure(title: str, height: int, x_range=None, **kw):
     from bokeh.plotting import figure
 
     args = {"x_range": x_range} if x_range is not None else {}
-    p = figure(title=title, height=height, x_axis_type="datetime", tools=_TOOLS, active_scroll="xwheel_zoom",
-               sizing_mode="stretch_width", **args, **kw)
+    p = figure(
+        title=title,
+        height=height,
+        x_axis_type="datetime",
+        tools=_TOOLS,
+        active_scroll="xwheel_zoom",
+        sizing_mode="stretch_width",
+        **args,
+        **kw,
+    )
     p.toolbar.logo = None
     return p
 
@@ -203,8 +218,14 @@ def _finish_legend(p) -> None:
     p.legend.background_fill_alpha = 0.6
 
 
-def _layout(pair: str, month: str, data: pd.DataFrame, metas: dict[str, dict[str, Any] | None],
-            notes: list[str], max_points: int):
+def _layout(
+    pair: str,
+    month: str,
+    data: pd.DataFrame,
+    metas: dict[str, dict[str, Any] | None],
+    notes: list[str],
+    max_points: int,
+):
     from bokeh.layouts import column
     from bokeh.models import Div, HoverTool, Span
 
@@ -215,19 +236,37 @@ def _layout(pair: str, month: str, data: pd.DataFrame, metas: dict[str, dict[str
     price = _figure(f"{pair.upper()} index idx = 100·close/B, Bollinger band ({BOLLINGER_N} bars, 2σ)", 330)
     # lines, not a filled varea: lines stop at the NaN rows of weekend gaps, areas do not
     for side in ("upper", "lower"):
-        price.line("x", f"bb_{side}_{BOLLINGER_N}", source=src, color="#6baed6", line_width=1,
-                   legend_label=f"Bollinger {BOLLINGER_N}, 2σ")
-    price.line("x", f"bb_middle_{BOLLINGER_N}", source=src, color="#6baed6", line_dash="dashed", line_width=1,
-               legend_label=f"SMA {BOLLINGER_N}")
+        price.line(
+            "x",
+            f"bb_{side}_{BOLLINGER_N}",
+            source=src,
+            color="#6baed6",
+            line_width=1,
+            legend_label=f"Bollinger {BOLLINGER_N}, 2σ",
+        )
+    price.line(
+        "x",
+        f"bb_middle_{BOLLINGER_N}",
+        source=src,
+        color="#6baed6",
+        line_dash="dashed",
+        line_width=1,
+        legend_label=f"SMA {BOLLINGER_N}",
+    )
     idx_line = price.line("x", "rate_index", source=src, color="black", line_width=1.2, legend_label="idx")
     w = reg_window(data.columns)  # the one _assemble picked, if any
     if w is not None:
         degree = (metas.get("reg_rate") or {}).get("params", {}).get("degree", "")
         label = f"regression fit w{w}" + (f" (degree {degree})" if degree else "")
         price.line("x", f"w{w}_pred", source=src, color="#e6550d", line_width=1.2, legend_label=label)
-    price.add_tools(HoverTool(renderers=[idx_line], mode="vline",
-                              tooltips=[("time (UTC)", "@x{%F %H:%M}"), ("idx", "@rate_index{0.0000}")],
-                              formatters={"@x": "datetime"}))
+    price.add_tools(
+        HoverTool(
+            renderers=[idx_line],
+            mode="vline",
+            tooltips=[("time (UTC)", "@x{%F %H:%M}"), ("idx", "@rate_index{0.0000}")],
+            formatters={"@x": "datetime"},
+        )
+    )
     price.yaxis.axis_label = "idx"
     _finish_legend(price)
 
@@ -238,14 +277,25 @@ def _layout(pair: str, month: str, data: pd.DataFrame, metas: dict[str, dict[str
     _finish_legend(rsi)
 
     macd = _figure("MACD (12, 26, 9)", 190, x_range=price.x_range)
-    macd.vbar("x", top="macd_hist", bottom=0.0, width=0.8 * 60_000 * k, source=src, fill_color="#bdbdbd",
-              line_color=None, legend_label="histogram")
+    macd.vbar(
+        "x",
+        top="macd_hist",
+        bottom=0.0,
+        width=0.8 * 60_000 * k,
+        source=src,
+        fill_color="#bdbdbd",
+        line_color=None,
+        legend_label="histogram",
+    )
     macd.line("x", "macd", source=src, color="#3182bd", line_width=1, legend_label="MACD")
     macd.line("x", "macd_signal", source=src, color="#e6550d", line_width=1, legend_label="signal")
     _finish_legend(macd)
 
-    bqx = _figure("BQX returns  w{W}_bqx_return = (Σ idx[t−i] − W·idx[t]) / idx[t]  (positive = price fell)", 230,
-                  x_range=price.x_range)
+    bqx = _figure(
+        "BQX returns  w{W}_bqx_return = (Σ idx[t−i] − W·idx[t]) / idx[t]  (positive = price fell)",
+        230,
+        x_range=price.x_range,
+    )
     for i, col in enumerate(bqx_return_columns(data.columns)):
         bqx.line("x", col, source=src, color=_COLORS[i % len(_COLORS)], line_width=1, legend_label=col.split("_")[0])
     bqx.add_layout(Span(location=0, dimension="width", line_color="#999999"))
@@ -255,17 +305,26 @@ def _layout(pair: str, month: str, data: pd.DataFrame, metas: dict[str, dict[str
     return column(header, price, rsi, macd, bqx, sizing_mode="stretch_width")
 
 
-def _header_html(pair: str, month: str, data: pd.DataFrame, rows: int, k: int,
-                 metas: dict[str, dict[str, Any] | None], notes: list[str]) -> str:
+def _header_html(
+    pair: str,
+    month: str,
+    data: pd.DataFrame,
+    rows: int,
+    k: int,
+    metas: dict[str, dict[str, Any] | None],
+    notes: list[str],
+) -> str:
     first, last = data.index[0], data.index[-1]
     present = {f: m for f, m in metas.items() if m}
     runs = sorted({str(m.get("run_id")) for m in present.values() if m.get("run_id")})
     versions = sorted({str(m.get("bqxdask_version")) for m in present.values() if m.get("bqxdask_version")})
     talib = sorted({str(m.get("talib_version")) for m in present.values() if m.get("talib_version")})
     baseline = present["bqx"].get("baseline")
-    facts = [f"{rows:,} bars, {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M} UTC",
-             f"run{'s' * (len(runs) > 1)} {', '.join(runs) or '?'}",
-             f"bqxdask {', '.join(versions) or '?'}"]
+    facts = [
+        f"{rows:,} bars, {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M} UTC",
+        f"run{'s' * (len(runs) > 1)} {', '.join(runs) or '?'}",
+        f"bqxdask {', '.join(versions) or '?'}",
+    ]
     if talib:
         facts.append(f"TA-Lib {', '.join(talib)}")
     if baseline is not None:
@@ -274,9 +333,11 @@ def _header_html(pair: str, month: str, data: pd.DataFrame, rows: int, k: int,
         facts.append(f"drawn: 1 bar in {k}")
     families = ", ".join(f"{f} (config {m.get('config_hash', '?')})" for f, m in present.items())
     note_html = "".join(f"<p style='color:#a15c00'>{html.escape(n)}</p>" for n in notes)
-    return (f"<h2 style='margin:0.2em 0'>{html.escape(pair.upper())} — {html.escape(month)}</h2>"
-            f"<p style='margin:0.2em 0'>{html.escape(' · '.join(facts))}</p>"
-            f"<p style='margin:0.2em 0;color:#666;font-size:90%'>features: {html.escape(families)}</p>{note_html}")
+    return (
+        f"<h2 style='margin:0.2em 0'>{html.escape(pair.upper())} — {html.escape(month)}</h2>"
+        f"<p style='margin:0.2em 0'>{html.escape(' · '.join(facts))}</p>"
+        f"<p style='margin:0.2em 0;color:#666;font-size:90%'>features: {html.escape(families)}</p>{note_html}"
+    )
 
 
 def _write_html(layout, path: Path, *, title: str) -> None:

@@ -56,8 +56,13 @@ class UnitResult(Mapping[str, Any]):
         return int(self.detail.get("rows", 0))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "pair": self.pair, "month": self.month, "status": self.status.value,
-                **self.detail}
+        return {
+            "family": self.family,
+            "pair": self.pair,
+            "month": self.month,
+            "status": self.status.value,
+            **self.detail,
+        }
 
     def __getitem__(self, key: str) -> Any:
         if key in ("family", "pair", "month", "status"):
@@ -85,8 +90,10 @@ class FeatureBlock:
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.columns), len(self.times)):
-            raise ValueError(f"a feature block of {len(self.columns)} columns × {len(self.times)} rows cannot hold "
-                             f"values of shape {self.values.shape}")
+            raise ValueError(
+                f"a feature block of {len(self.columns)} columns × {len(self.times)} rows cannot hold "
+                f"values of shape {self.values.shape}"
+            )
 
     @classmethod
     def from_rows(cls, times_us: np.ndarray, columns: Sequence[str], rows: np.ndarray) -> FeatureBlock:

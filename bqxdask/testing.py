@@ -25,8 +25,17 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
-    "assert_spec", "assert_within", "data_dir", "eurusd", "fxcm_mid", "histdata_files", "padded", "reference_statistics",
-    "relative", "tolerance", "tolerance_ratio",
+    "assert_spec",
+    "assert_within",
+    "data_dir",
+    "eurusd",
+    "fxcm_mid",
+    "histdata_files",
+    "padded",
+    "reference_statistics",
+    "relative",
+    "tolerance",
+    "tolerance_ratio",
 ]
 
 STATISTICS = ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")
@@ -94,12 +103,14 @@ def assert_within(actual, expected, bound, *, name: str = "", scale: float = 1.0
         raise AssertionError(
             f"{name}: {bad.size} of {ratio.size} values outside the tolerance (×{scale}); first at row {i}: "
             f"got {actual[i]!r}, expected {expected[i]!r} (|Δ| = {abs(actual[i] - expected[i]):.3g}); worst at "
-            f"row {w}: {ratio[w]:.3g}× the tolerance")
+            f"row {w}: {ratio[w]:.3g}× the tolerance"
+        )
     return float(ratio.max(initial=0.0))
 
 
-def assert_spec(actual, expected, family: str, column: str, *, name: str | None = None, scale: float = 1.0,
-                noise=None) -> float:
+def assert_spec(
+    actual, expected, family: str, column: str, *, name: str | None = None, scale: float = 1.0, noise=None
+) -> float:
     """:func:`assert_within` the §4.9 :func:`tolerance` of ``family``'s ``column``; the worst ratio."""
     bound = tolerance(family, column, expected, noise=noise)
     return assert_within(actual, expected, bound, name=name or f"{family}.{column}", scale=scale)
@@ -112,7 +123,7 @@ def padded(values: np.ndarray, n: int) -> np.ndarray:
     """Values of the full windows, placed at the rows where those windows end (NaN before)."""
     out = np.full(n, np.nan)
     if len(values):
-        out[n - len(values):] = values
+        out[n - len(values) :] = values
     return out
 
 
@@ -142,10 +153,17 @@ def reference_statistics(x: np.ndarray, windows: tuple[int, ...] = STATISTICS_WI
         with np.errstate(divide="ignore", invalid="ignore"):
             zscore = np.where(flat, np.nan, (v[:, -1] - mean) / std)
         col = {
-            "mean": mean, "std": std, "min": v.min(axis=1), "max": v.max(axis=1),
-            "median": np.median(v, axis=1), "q25": np.quantile(v, 0.25, axis=1), "q75": np.quantile(v, 0.75, axis=1),
-            "iqr": scipy.stats.iqr(v, axis=1), "skew": np.where(flat, np.nan, skew),
-            "kurt": np.where(flat, np.nan, kurt), "zscore": zscore,
+            "mean": mean,
+            "std": std,
+            "min": v.min(axis=1),
+            "max": v.max(axis=1),
+            "median": np.median(v, axis=1),
+            "q25": np.quantile(v, 0.25, axis=1),
+            "q75": np.quantile(v, 0.75, axis=1),
+            "iqr": scipy.stats.iqr(v, axis=1),
+            "skew": np.where(flat, np.nan, skew),
+            "kurt": np.where(flat, np.nan, kurt),
+            "zscore": zscore,
         }
         for s, values in col.items():
             out[f"{s}_{n}"] = padded(values, m)

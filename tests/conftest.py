@@ -68,8 +68,9 @@ def dask_client():
     """A real LocalCluster with two worker processes."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB",
-                           dashboard_address=":0")
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB", dashboard_address=":0"
+    )
     client = Client(cluster)
     yield client
     client.close()

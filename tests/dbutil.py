@@ -10,8 +10,16 @@ from psycopg2 import sql
 from bqxdask.db.connect import connection
 
 
-def load_bars(url: str, schema: str, pair: str, bars: pd.DataFrame, *, primary_key: bool = True,
-              time_type: str = "timestamptz", replace: bool = True) -> None:
+def load_bars(
+    url: str,
+    schema: str,
+    pair: str,
+    bars: pd.DataFrame,
+    *,
+    primary_key: bool = True,
+    time_type: str = "timestamptz",
+    replace: bool = True,
+) -> None:
     """Create ``schema.m1_<pair>`` and COPY ``bars`` (columns time, open, high, low, close[, volume])."""
     table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(f"m1_{pair}"))
     pk = " PRIMARY KEY" if primary_key else ""
@@ -19,10 +27,12 @@ def load_bars(url: str, schema: str, pair: str, bars: pd.DataFrame, *, primary_k
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         if replace:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (time " + time_type + pk + ", open double precision, "
-            "high double precision, low double precision, close double precision, volume bigint)"
-        ).format(table))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (time " + time_type + pk + ", open double precision, "
+                "high double precision, low double precision, close double precision, volume bigint)"
+            ).format(table)
+        )
         frame = bars.copy()
         if "volume" not in frame:
             frame["volume"] = 0
@@ -32,8 +42,9 @@ def load_bars(url: str, schema: str, pair: str, bars: pd.DataFrame, *, primary_k
         buf = io.StringIO()
         frame.to_csv(buf, index=False, header=False, na_rep="")
         buf.seek(0)
-        cur.copy_expert(sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN CSV").format(table)
-                        .as_string(conn), buf)
+        cur.copy_expert(
+            sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN CSV").format(table).as_string(conn), buf
+        )
         conn.commit()
 
 

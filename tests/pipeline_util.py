@@ -19,8 +19,18 @@ def unique_schema(prefix: str) -> str:
     return f"{prefix}_{next(_counter)}"
 
 
-def make_config(url: str, tmp: Path, *, source_schema: str, output_schema: str, pairs, start: str, end: str,
-                families: list[str] | None = None, extra: dict[str, Any] | None = None):
+def make_config(
+    url: str,
+    tmp: Path,
+    *,
+    source_schema: str,
+    output_schema: str,
+    pairs,
+    start: str,
+    end: str,
+    families: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+):
     raw: dict[str, Any] = {
         "database": {"url": url, "source_schema": source_schema, "output_schema": output_schema},
         "cluster": {"n_workers": 2, "dashboard_address": ":0"},

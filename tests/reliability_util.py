@@ -25,15 +25,25 @@ def cli_env(url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def write_config(path: Path, *, source_schema: str, output_schema: str, pairs: list[str], start: str, end: str,
-                 families: list[str], workers: int = 2, extra: str = "") -> Path:
+def write_config(
+    path: Path,
+    *,
+    source_schema: str,
+    output_schema: str,
+    pairs: list[str],
+    start: str,
+    end: str,
+    families: list[str],
+    workers: int = 2,
+    extra: str = "",
+) -> Path:
     fams = ", ".join(f'"{f}"' for f in families)
     prs = ", ".join(f'"{p}"' for p in pairs)
     path.write_text(
         f'[database]\nsource_schema = "{source_schema}"\noutput_schema = "{output_schema}"\n'
         f'[cluster]\nn_workers = {workers}\ndashboard_address = ":0"\n'
         f'[run]\npairs = [{prs}]\nstart = "{start}"\nend = "{end}"\nruns_dir = "{path.parent / "runs"}"\n'
-        f'[families]\nenabled = [{fams}]\n'
+        f"[families]\nenabled = [{fams}]\n"
         f'[output]\nparquet_dir = "{path.parent / "parquet"}"\n' + extra
     )
     return path
@@ -41,13 +51,21 @@ def write_config(path: Path, *, source_schema: str, output_schema: str, pairs: l
 
 def start_cli(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     """``bqxdask <args>`` in a new session, so the whole process group can be killed."""
-    return subprocess.Popen([sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bqxdask", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def kill_group(proc: subprocess.Popen, url: str) -> None:
@@ -69,9 +87,11 @@ def busy_sessions(url: str) -> list[tuple]:
     Idle pooled connections of other processes (the session's LocalCluster) do not count.
     """
     with connection(url, application_name="bqxdask-tests") as conn, conn.cursor() as cur:
-        cur.execute("SELECT pid, application_name, state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                    "AND application_name LIKE 'bqxdask%' AND application_name <> 'bqxdask-tests' "
-                    "AND state IS DISTINCT FROM 'idle'")
+        cur.execute(
+            "SELECT pid, application_name, state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND application_name LIKE 'bqxdask%' AND application_name <> 'bqxdask-tests' "
+            "AND state IS DISTINCT FROM 'idle'"
+        )
         return cur.fetchall()
 
 
@@ -104,8 +124,11 @@ def table_digest(url: str, schema: str) -> dict[str, tuple[int, str]]:
             if name in ("checkpoints", "rejected_bars", "baseline_rates", "runs"):
                 continue
             t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-            cur.execute(sql.SQL("SELECT count(*), count(DISTINCT time), md5(string_agg(t::text, '|' ORDER BY time)) "
-                                "FROM {} AS t").format(t))
+            cur.execute(
+                sql.SQL(
+                    "SELECT count(*), count(DISTINCT time), md5(string_agg(t::text, '|' ORDER BY time)) FROM {} AS t"
+                ).format(t)
+            )
             rows, distinct, digest = cur.fetchone()
             assert rows == distinct, f"{schema}.{name} has duplicate times"
             out[name] = (rows, digest)
@@ -115,8 +138,11 @@ def table_digest(url: str, schema: str) -> dict[str, tuple[int, str]]:
 def row_versions(url: str, schema: str, table: str) -> str:
     """md5 of the rows' xmin: changes whenever a row is rewritten, even with the same values."""
     with connection(url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT md5(string_agg(xmin::text, ',' ORDER BY time)) FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)))
+        cur.execute(
+            sql.SQL("SELECT md5(string_agg(xmin::text, ',' ORDER BY time)) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+        )
         return cur.fetchone()[0]
 
 
@@ -137,8 +163,11 @@ def temporary_files(root: Path) -> list[Path]:
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def latest_summary(runs_dir: Path) -> dict:

@@ -32,24 +32,35 @@ def bars(seed: int, rows: int = 20_000, phi: float = 0.0, sigma: float = 1e-4) -
     close = 1.1 * np.exp(np.cumsum(r))
     open_ = np.concatenate([[1.1], close[:-1]])
     wick = np.abs(rng.normal(0.0, sigma / 2, (2, rows)))
-    return pd.DataFrame({
-        "time": pd.date_range(f"{MONTH}-01", periods=rows, freq="min", tz="UTC"),
-        "open": open_, "high": np.maximum(open_, close) * (1 + wick[0]), "low": np.minimum(open_, close) * (1 - wick[1]),
-        "close": close, "volume": 0,
-    })
+    return pd.DataFrame(
+        {
+            "time": pd.date_range(f"{MONTH}-01", periods=rows, freq="min", tz="UTC"),
+            "open": open_,
+            "high": np.maximum(open_, close) * (1 + wick[0]),
+            "low": np.minimum(open_, close) * (1 - wick[1]),
+            "close": close,
+            "volume": 0,
+        }
+    )
 
 
 def write_features(frame: pd.DataFrame, root: Path, pair: str = "eurusd") -> None:
     """Every registered family of ``frame`` as the pipeline's Parquet unit for MONTH."""
     for family, out in compute_features(frame).items():
-        parquet.write_unit(str(root), family, pair, MONTH, out.index.as_unit("us").asi8, list(out.columns),
-                           out.to_numpy(), {})
+        parquet.write_unit(
+            str(root), family, pair, MONTH, out.index.as_unit("us").asi8, list(out.columns), out.to_numpy(), {}
+        )
 
 
 def select(root: Path, client, **select_params) -> tuple[pd.DataFrame, dict]:
     """``run_select`` on the Parquet under ``root``; (ranking.csv, metrics.json)."""
-    cfg = build_config({"run": {"pairs": ["eurusd"], "start": MONTH, "end": MONTH, "runs_dir": str(root / "runs")},
-                        "output": {"parquet_dir": str(root)}, "families": {"select": select_params}})
+    cfg = build_config(
+        {
+            "run": {"pairs": ["eurusd"], "start": MONTH, "end": MONTH, "runs_dir": str(root / "runs")},
+            "output": {"parquet_dir": str(root)},
+            "families": {"select": select_params},
+        }
+    )
     assert run_select(cfg, out=io.StringIO(), client=client) == 0
     folder = root / "selection" / "pair=eurusd"
     return pd.read_csv(folder / "ranking.csv"), json.loads((folder / "metrics.json").read_text())

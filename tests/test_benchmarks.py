@@ -44,12 +44,33 @@ TARGETS = ("end_to_end", "read", "compute", "memory", "scaling")
 @pytest.mark.slow
 def test_quick_benchmark_runs_and_reports(tmp_path):
     out = tmp_path / "latest.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--skip-reg", "--skip-stats",
-                           "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--skip-reg",
+            "--skip-stats",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
-    for needle in ("ratio to floor", "before (old way)", "speed-up", "floor = (a) + (b)", "EXTRAPOLATED",
-                   "scaling", "peak RSS per worker", "DEFAULT_SECONDS_PER_ROW"):
+    for needle in (
+        "ratio to floor",
+        "before (old way)",
+        "speed-up",
+        "floor = (a) + (b)",
+        "EXTRAPOLATED",
+        "scaling",
+        "peak RSS per worker",
+        "DEFAULT_SECONDS_PER_ROW",
+    ):
         assert needle in text, f"{needle!r} missing from the report"
     verdict_lines = [line for line in text.splitlines() if line.strip().startswith(("PASS", "MISS"))]
     assert len(verdict_lines) == len(TARGETS), verdict_lines
@@ -80,7 +101,7 @@ def test_old_way_computes_the_same_values(frame, family):
     start, stop = 1300, 1500
     whole, sampled, assemble = old.family_parts(family, ix, series, fc, start, stop)
     got = assemble(whole() if whole else None, sampled() if sampled else None)
-    got = got.iloc[-(stop - start):][list(ref.columns)]
+    got = got.iloc[-(stop - start) :][list(ref.columns)]
     want = ref.iloc[start:stop]
     a, e = got.to_numpy(float), want.to_numpy(float)
     assert np.array_equal(np.isfinite(a), np.isfinite(e)), family

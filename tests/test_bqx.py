@@ -34,8 +34,10 @@ def reference_bqx(close: np.ndarray, windows=WINDOWS) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("bars", [pytest.param(lambda: eurusd(2), id="eurusd-histdata"),
-                                  pytest.param(lambda: fxcm_mid("usdjpy"), id="usdjpy-fxcm")])
+@pytest.mark.parametrize(
+    "bars",
+    [pytest.param(lambda: eurusd(2), id="eurusd-histdata"), pytest.param(lambda: fxcm_mid("usdjpy"), id="usdjpy-fxcm")],
+)
 def test_bqx_equals_independent_whole_series(bars):
     frame = bars()
     got = compute_features(frame, ["bqx"])["bqx"]

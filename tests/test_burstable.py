@@ -47,8 +47,10 @@ def test_a_t3_2xlarge_running_all_cores_warns_with_the_numbers(dmi):
     assert c.values["hours_on_full_balance"] == pytest.approx(4608 / 288)  # 16 h
     assert c.values["net_credits_needed"] == pytest.approx(288 * 20)
     assert c.values["slowdown_at_baseline"] == pytest.approx(8 / 3.2)
-    assert ("~9,600 core-min (~20.0 h at full speed) spends ~5,760 credits more than it earns, more than even a "
-            "full balance holds") in c.detail
+    assert (
+        "~9,600 core-min (~20.0 h at full speed) spends ~5,760 credits more than it earns, more than even a "
+        "full balance holds"
+    ) in c.detail
     assert "a full balance (4,608 credits) lasts ~16.0 h of this load" in c.detail
     assert "~2.5× slower" in c.detail and "unlimited mode keeps the speed and bills the surplus" in c.detail
     assert "fix:" in c.detail
@@ -79,9 +81,17 @@ def test_other_machines(dmi, tmp_path):
 
 def test_check_reports_the_instance_against_the_planned_run(pg_url, tmp_path, dmi):
     load_bars(pg_url, SRC, "eurusd", eurusd(1))
-    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=unique_schema("burst"), pairs=["eurusd"],
-                      start="2017-01", end="2017-01", families=["bqx", "reg_rate"],
-                      extra={"cluster": {"n_workers": 8, "memory_limit": "256MiB"}})
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=unique_schema("burst"),
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx", "reg_rate"],
+        extra={"cluster": {"n_workers": 8, "memory_limit": "256MiB"}},
+    )
     result = readiness.assess(cfg, dmi_files=[dmi("t3.2xlarge")])
     report = result.to_dict()
     (line,) = [c for c in report["checks"] if c["name"] == "instance"]
@@ -93,5 +103,5 @@ def test_check_reports_the_instance_against_the_planned_run(pg_url, tmp_path, dm
     expected = rows["2017-01"] * (DEFAULT_PREPARE_SECONDS_PER_ROW + per_row["bqx"] + per_row["reg_rate"])
     assert line["values"]["core_seconds"] == pytest.approx(expected, rel=1e-12)
     text = result.to_text()
-    machine = text[text.index("\nMachine\n"):text.index("\nPlan\n")]
+    machine = text[text.index("\nMachine\n") : text.index("\nPlan\n")]
     assert "⚠️  instance" in machine and "EC2 t3.2xlarge is burstable" in machine

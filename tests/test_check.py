@@ -18,8 +18,8 @@ from pipeline_util import make_config, unique_schema
 
 from bqxdask import readiness
 from bqxdask.db.budget import connections_needed
-from bqxdask.pipeline.estimate import sql_row_bytes
 from bqxdask.features import registry
+from bqxdask.pipeline.estimate import sql_row_bytes
 from bqxdask.readiness import cluster, database, machine, orchestrate, sizing, software
 from bqxdask.readiness.findings import guard
 from bqxdask.testing import eurusd
@@ -36,13 +36,23 @@ def source(pg_url):
     return SRC
 
 
-def _config(url, tmp_path, *, pairs=("eurusd",), start="2017-02", end="2017-02", cluster=None, database=None,
-            output_schema=None):
+def _config(
+    url, tmp_path, *, pairs=("eurusd",), start="2017-02", end="2017-02", cluster=None, database=None, output_schema=None
+):
     extra = {"cluster": {"n_workers": 2, "memory_limit": "1GiB", **(cluster or {})}}
     if database:
         extra["database"] = database
-    return make_config(url, tmp_path, source_schema=SRC, output_schema=output_schema or unique_schema("chk"),
-                       pairs=pairs, start=start, end=end, families=list(registry.all_families()), extra=extra)
+    return make_config(
+        url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=output_schema or unique_schema("chk"),
+        pairs=pairs,
+        start=start,
+        end=end,
+        families=list(registry.all_families()),
+        extra=extra,
+    )
 
 
 def _run(cfg) -> tuple[int, str, dict]:
@@ -81,7 +91,9 @@ def test_healthy_setup_is_ready(pg_url, tmp_path, source):
     for c in report["checks"]:
         assert set(c) >= {"name", "status", "detail"} and c["status"] in ("ok", "warn", "fail") and c["detail"]
     # the numbers are the database's
-    (rows,) = query(pg_url, f"SELECT count(*) FROM {SRC}.m1_eurusd WHERE time >= '2017-02-01' AND time < '2017-03-01'")[0]
+    (rows,) = query(pg_url, f"SELECT count(*) FROM {SRC}.m1_eurusd WHERE time >= '2017-02-01' AND time < '2017-03-01'")[
+        0
+    ]
     (total,) = query(pg_url, f"SELECT count(*) FROM {SRC}.m1_eurusd")[0]
     src = _check(report, "source tables", "eurusd")
     assert src["status"] == "ok" and src["values"]["rows_in_months"] == {"2017-02": rows}
@@ -192,10 +204,16 @@ def test_password_role_privileges_and_no_password_anywhere(password_role, tmp_pa
     assert reach["status"] == "ok" and "role check_ro" in reach["detail"] and "superuser" not in reach["detail"]
     priv = _check(report, "database", "privileges")
     assert priv["status"] == "fail"
-    assert f"output schema {cfg.database.output_schema} does not exist and role check_ro may not create it" in priv["detail"]
+    assert (
+        f"output schema {cfg.database.output_schema} does not exist and role check_ro may not create it"
+        in priv["detail"]
+    )
     assert _check(report, "source tables", "eurusd")["status"] == "ok"
     denied = _check(report, "source tables", "gbpusd")
-    assert denied["status"] == "fail" and f"{SRC}.m1_gbpusd exists but role check_ro lacks SELECT on it" in denied["detail"]
+    assert (
+        denied["status"] == "fail"
+        and f"{SRC}.m1_gbpusd exists but role check_ro lacks SELECT on it" in denied["detail"]
+    )
 
 
 def test_password_role_through_the_cli_never_prints_it(password_role, tmp_path):
@@ -281,11 +299,17 @@ def test_helpers():
     assert readiness.version_ok("2.2.1", ">=2.2,<3.2") is True
     assert readiness.version_ok("3.2.0", ">=2.2,<3.2") is False
     assert readiness.version_ok("0.8.2", "==0.8.2") is True
-    req = readiness.Requirement.parse('dask[dataframe,distributed]>=2025.1,<2027')
+    req = readiness.Requirement.parse("dask[dataframe,distributed]>=2025.1,<2027")
     assert (req.name, req.extras, req.specifier) == ("dask", ("dataframe", "distributed"), ">=2025.1,<2027")
     assert not readiness.Requirement.parse('tomli>=2.0; python_version < "3.10"').applies()
-    for line in readiness.Assessment({"config": "x", "summary": {"run": "r", "cluster": "c", "database": "d"}},
-                                     [readiness.Check("plan", "memory", "ok", "word " * 60)]).to_text().splitlines():
+    for line in (
+        readiness.Assessment(
+            {"config": "x", "summary": {"run": "r", "cluster": "c", "database": "d"}},
+            [readiness.Check("plan", "memory", "ok", "word " * 60)],
+        )
+        .to_text()
+        .splitlines()
+    ):
         assert len(line) <= readiness.WIDTH
 
 
@@ -302,8 +326,9 @@ def test_text_survives_a_stream_that_cannot_encode_emoji(tmp_path):
 def _bqx(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _write_config(tmp_path: Path) -> Path:
@@ -313,7 +338,7 @@ def _write_config(tmp_path: Path) -> Path:
         f'[database]\nsource_schema = "{SRC}"\noutput_schema = "{unique_schema("chk_cli")}"\n'
         '[cluster]\nn_workers = 2\nmemory_limit = "1GiB"\n'
         '[run]\npairs = ["eurusd"]\nstart = "2017-02"\nend = "2017-02"\n'
-        f'[families]\nenabled = [{families}]\n'
+        f"[families]\nenabled = [{families}]\n"
         f'[output]\nparquet_dir = "{tmp_path / "parquet"}"\n'
     )
     return path
@@ -325,8 +350,9 @@ def test_cli_exit_codes_and_no_traceback(pg_url, tmp_path, source):
     ok = _bqx("check", "--config", str(cfg), cwd=tmp_path, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stderr == "" and ok.stdout.rstrip().splitlines()[-1].startswith("verdict: READY")
-    bad = _bqx("check", "--config", str(cfg), "--workers", "64", "--memory-limit", "64GiB", "--json", cwd=tmp_path,
-               env=env)
+    bad = _bqx(
+        "check", "--config", str(cfg), "--workers", "64", "--memory-limit", "64GiB", "--json", cwd=tmp_path, env=env
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert bad.stderr == "" and "Traceback" not in bad.stdout
     report = json.loads(bad.stdout)
@@ -340,9 +366,22 @@ NO_DB = "postgresql+psycopg2://etl@127.0.0.1:1/fx"  # never connected to by thes
 
 
 def _host(**changes) -> machine.Host:
-    base = dict(logical=8, physical=4, usable=8, cpus=8, memory_total=16 * GiB, memory_available=10 * GiB,
-                memory_limit=16 * GiB, memory_usage=None, load=(0.5, 0.5, 0.5), system="Linux", release="6.1",
-                machine="x86_64", python="3.11.9", implementation="CPython")
+    base = dict(
+        logical=8,
+        physical=4,
+        usable=8,
+        cpus=8,
+        memory_total=16 * GiB,
+        memory_available=10 * GiB,
+        memory_limit=16 * GiB,
+        memory_usage=None,
+        load=(0.5, 0.5, 0.5),
+        system="Linux",
+        release="6.1",
+        machine="x86_64",
+        python="3.11.9",
+        implementation="CPython",
+    )
     return machine.Host(**{**base, **changes})
 
 

@@ -62,8 +62,17 @@ def crowd(pg_url, source):
 
 
 def _config(url, tmp_path, schema):
-    return make_config(url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"], start="2017-01",
-                       end="2017-01", families=["bqx"], extra={"cluster": {"n_workers": 2, "memory_limit": "1GiB"}})
+    return make_config(
+        url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx"],
+        extra={"cluster": {"n_workers": 2, "memory_limit": "1GiB"}},
+    )
 
 
 def _report(cfg, **options) -> tuple[int, str, dict]:
@@ -102,14 +111,17 @@ def test_active_run_and_blocking_session_text_and_json(pg_url, tmp_path, crowd):
 
     lock = _by_pid(_lines(report, "locks"), lock_pid)
     assert lock["status"] == "fail"
-    assert lock["values"]["locks"] == [{"table": f"{schema}.bqx_eurusd", "kind": "r", "mode": "AccessExclusiveLock",
-                                        "granted": True}]
+    assert lock["values"]["locks"] == [
+        {"table": f"{schema}.bqx_eurusd", "kind": "r", "mode": "AccessExclusiveLock", "granted": True}
+    ]
     assert lock["values"]["application_name"] == LOCKER and lock["values"]["user"] == "postgres"
     assert lock["values"]["state"] == "idle in transaction" and lock["values"]["xact_seconds"] >= 0
-    for part in (f"pid {lock_pid} (user postgres, application '{LOCKER}', idle in transaction",
-                 f"holds AccessExclusiveLock on {schema}.bqx_eurusd",
-                 f"query: LOCK TABLE {schema}.bqx_eurusd IN ACCESS EXCLUSIVE MODE",
-                 f"SELECT pg_terminate_backend({lock_pid}) (check does not run it)"):
+    for part in (
+        f"pid {lock_pid} (user postgres, application '{LOCKER}', idle in transaction",
+        f"holds AccessExclusiveLock on {schema}.bqx_eurusd",
+        f"query: LOCK TABLE {schema}.bqx_eurusd IN ACCESS EXCLUSIVE MODE",
+        f"SELECT pg_terminate_backend({lock_pid}) (check does not run it)",
+    ):
         assert part in lock["detail"], lock["detail"]
 
     # threshold 0: the other run's open transaction is a long one; the locker is listed once
@@ -229,17 +241,25 @@ def test_a_secret_in_another_sessions_query_is_not_shown(pg_url, crowd):
 def test_cli_shows_the_run_and_the_blocking_session(pg_url, tmp_path, crowd):
     schema, run_pid, lock_pid, _ = crowd
     path = tmp_path / "check.toml"
-    path.write_text(f'[database]\nsource_schema = "{SRC}"\noutput_schema = "{schema}"\n'
-                    '[cluster]\nn_workers = 2\nmemory_limit = "1GiB"\n'
-                    '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
-                    '[families]\nenabled = ["bqx"]\n'
-                    f'[output]\nparquet_dir = "{tmp_path / "parquet"}"\n')
+    path.write_text(
+        f'[database]\nsource_schema = "{SRC}"\noutput_schema = "{schema}"\n'
+        '[cluster]\nn_workers = 2\nmemory_limit = "1GiB"\n'
+        '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
+        '[families]\nenabled = ["bqx"]\n'
+        f'[output]\nparquet_dir = "{tmp_path / "parquet"}"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     env["BQX_DATABASE_URL"] = pg_url
     runs = {}
     for extra in ([], ["--json"]):
-        runs[bool(extra)] = subprocess.run([sys.executable, "-m", "bqxdask", "check", "--config", str(path), *extra],
-                                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        runs[bool(extra)] = subprocess.run(
+            [sys.executable, "-m", "bqxdask", "check", "--config", str(path), *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     text, js = runs[False], runs[True]
     for proc in (text, js):
         assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -264,11 +284,13 @@ def test_checks_own_connection_is_not_a_neighbour(pg_url, tmp_path, source):
     assert readiness.CHECK_APPLICATION not in apps
 
 
-
-@pytest.mark.parametrize(("mode", "held", "status"), [
-    ("SHARE", "ShareLock", "fail"),  # CREATE INDEX's lock: the run's COPY waits behind it as well
-    ("ACCESS SHARE", "AccessShareLock", "warn"),  # a reader: only DDL would wait
-])
+@pytest.mark.parametrize(
+    ("mode", "held", "status"),
+    [
+        ("SHARE", "ShareLock", "fail"),  # CREATE INDEX's lock: the run's COPY waits behind it as well
+        ("ACCESS SHARE", "AccessShareLock", "warn"),  # a reader: only DDL would wait
+    ],
+)
 def test_the_lock_mode_decides_between_warning_and_failure(pg_url, tmp_path, source, mode, held, status):
     schema = unique_schema("nb_mode")
     query(pg_url, f"CREATE SCHEMA {schema}")

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 def bqx(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bqxdask", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def write_config(tmp_path: Path, body: str) -> Path:
@@ -63,9 +64,12 @@ def test_env_override_with_bad_value_exits_2(tmp_path):
 
 def test_missing_source_table_exits_2_before_any_work(tmp_path, pg_url):
     load_bars(pg_url, "src_cli", "eurusd", eurusd(1).iloc[:500])
-    cfg = write_config(tmp_path, '[database]\nsource_schema = "src_cli"\noutput_schema = "out_cli"\n'
-                                 '[cluster]\ndashboard_address = ":0"\n'  # never the fixed :8787 in a test
-                                 '[run]\npairs = ["eurusd", "gbpjpy"]\nstart = "2017-01"\nend = "2017-01"\n')
+    cfg = write_config(
+        tmp_path,
+        '[database]\nsource_schema = "src_cli"\noutput_schema = "out_cli"\n'
+        '[cluster]\ndashboard_address = ":0"\n'  # never the fixed :8787 in a test
+        '[run]\npairs = ["eurusd", "gbpjpy"]\nstart = "2017-01"\nend = "2017-01"\n',
+    )
     proc = bqx("features", "--config", str(cfg), cwd=tmp_path, env={"BQX_DATABASE_URL": pg_url})
     assert_one_line_error(proc, 2, "source table src_cli.m1_gbpjpy does not exist")
     assert not (tmp_path / "data").exists()  # nothing written

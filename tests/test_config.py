@@ -23,8 +23,13 @@ def test_committed_configs_load_and_match_the_spec_defaults():
     assert (prod.run.start, prod.run.end) == ("2024-07", "2025-06") and len(prod.months) == 12
     assert prod.cluster.n_workers == 8 and prod.database.url is None  # URL only from the environment
     spec = build_config({})
-    assert (spec.cluster.n_workers, spec.cluster.threads_per_worker, spec.cluster.memory_limit,
-            spec.cluster.dashboard_address, spec.cluster.scheduler_address) == (8, 1, "2GiB", "127.0.0.1:8787", None)
+    assert (
+        spec.cluster.n_workers,
+        spec.cluster.threads_per_worker,
+        spec.cluster.memory_limit,
+        spec.cluster.dashboard_address,
+        spec.cluster.scheduler_address,
+    ) == (8, 1, "2GiB", "127.0.0.1:8787", None)
     assert (spec.database.source_schema, spec.database.output_schema) == ("public", "features")
     assert (spec.output.parquet_dir, spec.output.write_sql, spec.output.write_parquet) == ("data/features", True, True)
     assert spec.families.enabled == ALL_FAMILIES

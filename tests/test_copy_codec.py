@@ -67,7 +67,7 @@ def decode(payload: bytes, ncols: int) -> list[tuple[int, tuple]]:
                 fields.append(None)
                 continue
             assert length == 8, f"field of {length} bytes"
-            fields.append(payload[pos:pos + 8])
+            fields.append(payload[pos : pos + 8])
             pos += 8
         assert fields[0] is not None, "a NULL time"
         (pg_us,) = struct.unpack(">q", fields[0])
@@ -78,8 +78,10 @@ def decode(payload: bytes, ncols: int) -> list[tuple[int, tuple]]:
 
 def expected_rows(times: np.ndarray, values: np.ndarray) -> list[tuple[int, tuple]]:
     """What COPY must carry: the time, and per value its big-endian bits, NaN as NULL."""
-    return [(int(t), tuple(None if np.isnan(v) else struct.pack(">d", v) for v in row))
-            for t, row in zip(times.tolist(), values.tolist())]
+    return [
+        (int(t), tuple(None if np.isnan(v) else struct.pack(">d", v) for v in row))
+        for t, row in zip(times.tolist(), values.tolist())
+    ]
 
 
 def multiset(rows: list[tuple[int, tuple]]) -> list:
@@ -116,10 +118,23 @@ def test_copy_buffer_by_hand():
     times = np.array([PG_EPOCH_FROM_UNIX_US, PG_EPOCH_FROM_UNIX_US - 1], dtype="int64")
     payload = copy_buffer(times, np.array([[1.5, -np.inf], [np.nan, 5e-324]]))
     header = SIGNATURE + bytes(8)
-    row0 = (b"\x00\x03" + b"\x00\x00\x00\x08" + bytes(8) + b"\x00\x00\x00\x08" + struct.pack(">d", 1.5)
-            + b"\x00\x00\x00\x08" + struct.pack(">d", -np.inf))
-    row1 = (b"\x00\x03" + b"\x00\x00\x00\x08" + struct.pack(">q", -1) + b"\xff\xff\xff\xff"
-            + b"\x00\x00\x00\x08" + struct.pack(">d", 5e-324))
+    row0 = (
+        b"\x00\x03"
+        + b"\x00\x00\x00\x08"
+        + bytes(8)
+        + b"\x00\x00\x00\x08"
+        + struct.pack(">d", 1.5)
+        + b"\x00\x00\x00\x08"
+        + struct.pack(">d", -np.inf)
+    )
+    row1 = (
+        b"\x00\x03"
+        + b"\x00\x00\x00\x08"
+        + struct.pack(">q", -1)
+        + b"\xff\xff\xff\xff"
+        + b"\x00\x00\x00\x08"
+        + struct.pack(">d", 5e-324)
+    )
     assert payload == header + row0 + row1 + b"\xff\xff"
 
 
@@ -135,14 +150,22 @@ def test_copy_buffer_round_trips_through_postgresql(pg_url, block):
     with connection(pg_url) as conn, conn.cursor() as cur:
         cur.execute("CREATE SCHEMA IF NOT EXISTS copy_codec")
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        cur.execute(sql.SQL("CREATE TABLE {} (time timestamptz, {})").format(
-            table, sql.SQL(", ").join(sql.SQL("{} float8").format(c) for c in cols)))
-        cur.copy_expert(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(table).as_string(conn),
-                        io.BytesIO(copy_buffer(times, values)))
-        cur.execute(sql.SQL("SELECT (EXTRACT(EPOCH FROM time) * 1000000)::int8, {} FROM {}").format(
-            sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in cols), table))
-        stored = [(t, tuple(None if v is None else struct.pack(">d", float(v)) for v in rest))
-                  for t, *rest in cur.fetchall()]
+        cur.execute(
+            sql.SQL("CREATE TABLE {} (time timestamptz, {})").format(
+                table, sql.SQL(", ").join(sql.SQL("{} float8").format(c) for c in cols)
+            )
+        )
+        cur.copy_expert(
+            sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(table).as_string(conn),
+            io.BytesIO(copy_buffer(times, values)),
+        )
+        cur.execute(
+            sql.SQL("SELECT (EXTRACT(EPOCH FROM time) * 1000000)::int8, {} FROM {}").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in cols), table
+            )
+        )
+        stored = [
+            (t, tuple(None if v is None else struct.pack(">d", float(v)) for v in rest)) for t, *rest in cur.fetchall()
+        ]
         conn.rollback()
     assert multiset(stored) == multiset(expected_rows(times, values))
-

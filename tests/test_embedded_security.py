@@ -43,12 +43,15 @@ WHO = "SELECT current_user || ' ' || usesuper FROM pg_user WHERE usename = curre
 def intruder():
     """A throwaway local system user: somebody else with a shell on the machine."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to create a second local user to attack from (CI runs as root); "
-                    "as a normal user there is no other account to try the server from")
+        pytest.skip(
+            "needs root to create a second local user to attack from (CI runs as root); "
+            "as a normal user there is no other account to try the server from"
+        )
     name = f"bqxprobe{secrets.token_hex(3)}"
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True
+    )
     try:
         yield pwd.getpwnam(name)
     finally:
@@ -70,18 +73,58 @@ def _psql() -> str:
 def as_user(user: pwd.struct_passwd, *args: str, **env: str) -> subprocess.CompletedProcess:
     """``psql`` under ``user``'s uid and gid only; no password prompt, no ~/.pgpass."""
     clean = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10", **env}
-    return subprocess.run(list(args), user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=clean, cwd="/",
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        list(args),
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        env=clean,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def psql_tcp(user, server: EmbeddedPostgres, **env: str) -> subprocess.CompletedProcess:
-    return as_user(user, _psql(), "-X", "-w", "-At", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
-                   "-d", "bqx", "-c", WHO, **env)
+    return as_user(
+        user,
+        _psql(),
+        "-X",
+        "-w",
+        "-At",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+        "-U",
+        "postgres",
+        "-d",
+        "bqx",
+        "-c",
+        WHO,
+        **env,
+    )
 
 
 def psql_socket(user, server: EmbeddedPostgres) -> subprocess.CompletedProcess:
-    return as_user(user, _psql(), "-X", "-w", "-At", "-h", str(server.data_dir), "-p", str(server.port),
-                   "-U", "postgres", "-d", "bqx", "-c", WHO)
+    return as_user(
+        user,
+        _psql(),
+        "-X",
+        "-w",
+        "-At",
+        "-h",
+        str(server.data_dir),
+        "-p",
+        str(server.port),
+        "-U",
+        "postgres",
+        "-d",
+        "bqx",
+        "-c",
+        WHO,
+    )
 
 
 def superuser_connect(server: EmbeddedPostgres, **kw):
@@ -148,12 +191,20 @@ def test_db_commands_never_print_the_embedded_password(server, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BQX_", "PG"))}
     out = {}
     for action in ("start", "status", "url"):
-        proc = subprocess.run([sys.executable, "-m", "bqxdask", "db", action, "--config", str(cfg)], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bqxdask", "db", action, "--config", str(cfg)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert server.password() not in proc.stdout + proc.stderr
         out[action] = proc
-    assert out["url"].stdout.strip() == server.public_url == f"postgresql+psycopg2://postgres@127.0.0.1:{server.port}/bqx"
+    assert (
+        out["url"].stdout.strip() == server.public_url == f"postgresql+psycopg2://postgres@127.0.0.1:{server.port}/bqx"
+    )
     assert f"password: in {server.password_file}" in out["url"].stderr
     assert f"password in {server.password_file}" in out["status"].stdout
 
@@ -213,7 +264,7 @@ def test_lost_password_file_gets_a_new_password_on_the_next_start(tmp_path):
 def test_listen_addresses_are_validated_and_widen_the_hba_only_on_purpose():
     assert build_config({}).database.embedded_listen_addresses == "127.0.0.1"
     assert build_config({}).cluster.dashboard_address == "127.0.0.1:8787"
-    with pytest.raises(ConfigError, match="database.embedded_listen_addresses = \"127.0.0.1'; x\""):
+    with pytest.raises(ConfigError, match='database.embedded_listen_addresses = "127.0.0.1\'; x"'):
         build_config({"database": {"embedded_listen_addresses": "127.0.0.1'; x"}})
     pw = Path("/x/pgdata.password")
     assert "all             scram" not in hba_text("127.0.0.1", pw)

@@ -44,8 +44,11 @@ def schema() -> str:
 
 def read_table(url: str, schema: str, pair: str) -> pd.DataFrame:
     with connection(url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT time, open, high, low, close, volume FROM {} ORDER BY time").format(
-            qualified(schema, f"m1_{pair}")))
+        cur.execute(
+            sql.SQL("SELECT time, open, high, low, close, volume FROM {} ORDER BY time").format(
+                qualified(schema, f"m1_{pair}")
+            )
+        )
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["time", "open", "high", "low", "close", "volume"])
     frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.as_unit("us")
@@ -88,7 +91,9 @@ def test_histdata_six_files_import_to_utc_and_twice_changes_nothing(pg_url, sche
     assert first.read == first.inserted + first.updated + first.unchanged + first.duplicate + first.rejected
     assert table["time"].iloc[0] == pd.Timestamp("2017-01-02 07:00", tz="UTC")  # 02:00 EST + 5 h
     assert_same_bars(table, eurusd(6))
-    assert first.summary_line().startswith(f"eurusd: read {len(lines):,} rows from 6 files: {len(table):,} inserted, 0 updated")
+    assert first.summary_line().startswith(
+        f"eurusd: read {len(lines):,} rows from 6 files: {len(table):,} inserted, 0 updated"
+    )
 
     second = import_files(pg_url, schema, "eurusd", files, "histdata")
     assert (second.inserted, second.updated, second.unchanged) == (0, 0, len(table))
@@ -103,8 +108,9 @@ def test_histdata_shuffled_blocks_and_repeated_hours_import_the_same(pg_url, sch
     shuffled = [days[i] for i in rng.permutation(len(days))]
     body = [line for day in shuffled for line in day]
     # repeat three whole hours, the way broken HistData files do, at other places in the file
-    repeated = [[line for line in lines if line.startswith(prefix)] for prefix in
-                ("20170103 10", "20170117 15", "20170131 16")]
+    repeated = [
+        [line for line in lines if line.startswith(prefix)] for prefix in ("20170103 10", "20170117 15", "20170131 16")
+    ]
     for k, block in enumerate(repeated):
         at = (k + 1) * len(body) // 4
         body[at:at] = block
@@ -155,8 +161,13 @@ def test_malformed_lines_and_spec3_violations_are_rejected_with_reasons(tmp_path
     path.write_text("\n".join(good + bad) + "\n\n")
     parsed = parse_files([path], "histdata")
     assert parsed.rejected_reasons == {
-        reasons.R_HIGH: 1, reasons.R_LOW: 1, reasons.R_PRICE_VALUE: 2, reasons.R_PRICE_TEXT: 1,
-        reasons.R_FIELDS: 1, reasons.R_TIME: 1, reasons.R_VOLUME: 1,
+        reasons.R_HIGH: 1,
+        reasons.R_LOW: 1,
+        reasons.R_PRICE_VALUE: 2,
+        reasons.R_PRICE_TEXT: 1,
+        reasons.R_FIELDS: 1,
+        reasons.R_TIME: 1,
+        reasons.R_VOLUME: 1,
     }
     assert parsed.examples[reasons.R_HIGH] == "bad.csv:1001"
     assert len(parsed.bars) == len(good) and parsed.read == len(good) + len(bad)
@@ -167,12 +178,16 @@ def test_import_and_the_pipeline_quarantine_the_same_bars(tmp_path):
     also right at the 1e-9 tolerance of the high/low checks (issue 14)."""
     rows = []
     for i, (high_factor, low_factor) in enumerate(
-            [(1 - 2e-9, 1.0), (1 - 0.5e-9, 1.0), (1.0, 1 + 2e-9), (1.0, 1 + 0.5e-9), (1.0, 1.0)] * 40):
+        [(1 - 2e-9, 1.0), (1 - 0.5e-9, 1.0), (1.0, 1 + 2e-9), (1.0, 1 + 0.5e-9), (1.0, 1.0)] * 40
+    ):
         o, c = 1.1 + i * 1e-5, 1.1 + i * 1e-5 + 3e-5
         stamp = (pd.Timestamp("2024-07-01", tz="UTC") + pd.Timedelta(minutes=i)).isoformat()
         rows.append(f"{stamp},{o!r},{max(o, c) * high_factor!r},{min(o, c) * low_factor!r},{c!r},1")
-    rows += ["2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.15,1", "2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.16,1",
-             "2024-07-02T00:01:00+00:00,1.1,1.2,1.0,0,1"]
+    rows += [
+        "2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.15,1",
+        "2024-07-02T00:00:00+00:00,1.1,1.2,1.0,1.16,1",
+        "2024-07-02T00:01:00+00:00,1.1,1.2,1.0,0,1",
+    ]
     path = tmp_path / "edge.csv"
     path.write_text("time,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     parsed = parse_files([path], "csv")
@@ -220,8 +235,17 @@ def test_mt4_broker_time_with_tz_offset(pg_url, schema, tmp_path):
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         for t, row in zip(broker, bars.itertuples(index=False), strict=True):
-            out.writerow([t.strftime("%Y.%m.%d"), t.strftime("%H:%M"), repr(row.open), repr(row.high),
-                          repr(row.low), repr(row.close), 17])
+            out.writerow(
+                [
+                    t.strftime("%Y.%m.%d"),
+                    t.strftime("%H:%M"),
+                    repr(row.open),
+                    repr(row.high),
+                    repr(row.low),
+                    repr(row.close),
+                    17,
+                ]
+            )
     report = import_files(pg_url, schema, "eurusd", [path], "mt4", tz_offset="+02:00")
     assert report.inserted == len(bars)
     table = read_table(pg_url, schema, "eurusd")
@@ -239,12 +263,15 @@ def test_csv_times_naive_offset_and_aware(tmp_path):
         "7;1.1;1.0;1.2;1.1;2024-03-01T10:02:00Z\n"
     )
     parsed = parse_files(path, "csv", tz_offset="+02:00")
-    assert list(parsed.bars["time"]) == [pd.Timestamp(t, tz="UTC") for t in
-                                         ("2024-03-01 08:00", "2024-03-01 09:01", "2024-03-01 10:02")]
+    assert list(parsed.bars["time"]) == [
+        pd.Timestamp(t, tz="UTC") for t in ("2024-03-01 08:00", "2024-03-01 09:01", "2024-03-01 10:02")
+    ]
     assert list(parsed.bars["volume"]) == [5, 6, 7]
 
     mt4_with_header = tmp_path / "mt4.csv"
-    mt4_with_header.write_text("Date,Time,Open,High,Low,Close,Volume\n2017.01.02,02:00,1.05155,1.05197,1.05155,1.0519,0\n")
+    mt4_with_header.write_text(
+        "Date,Time,Open,High,Low,Close,Volume\n2017.01.02,02:00,1.05155,1.05197,1.05155,1.0519,0\n"
+    )
     parsed = parse_files(mt4_with_header, "csv", tz_offset="-05:00")
     assert list(parsed.bars["time"]) == [pd.Timestamp("2017-01-02 07:00", tz="UTC")]
 
@@ -254,9 +281,13 @@ def test_csv_times_naive_offset_and_aware(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_import_into_existing_table_without_primary_key_is_idempotent(pg_url, schema, tmp_path):
     execute(pg_url, sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    execute(pg_url, sql.SQL(
-        "CREATE TABLE {} (time timestamp, open numeric, high numeric, low numeric, close numeric,"
-        " volume integer, note text)").format(qualified(schema, "m1_eurusd")))
+    execute(
+        pg_url,
+        sql.SQL(
+            "CREATE TABLE {} (time timestamp, open numeric, high numeric, low numeric, close numeric,"
+            " volume integer, note text)"
+        ).format(qualified(schema, "m1_eurusd")),
+    )
     lines = histdata_lines(histdata_files()[1])[:3000]
     path = tmp_path / "feb.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -282,19 +313,26 @@ def _fxcm_bid():
     return data_dir() / "fxcm" / "fxcm-gbpusd-m1-bid-2012.csv"
 
 
-@pytest.mark.parametrize(("kwargs", "error", "needle"), [
-    (lambda tmp: {"files": [tmp / "nope.csv"], "fmt": "histdata"}, SourceError, "does not exist"),
-    (lambda tmp: {"files": [tmp], "fmt": "histdata"}, SourceError, "is not a file"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "histdata"}, SourceError, "use --format csv"),
-    (lambda tmp: {"files": [histdata_files()[0]], "fmt": "csv"}, SourceError, "use --format histdata"),
-    (lambda tmp: {"files": [histdata_files()[0]], "fmt": "mt4"}, SourceError, "use --format histdata"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "tz_offset": "+2"}, ConfigError, "±HH:MM"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "tz_offset": "+25:00"}, ConfigError, "14:00"),
-    (lambda tmp: {"files": [histdata_files()[0]], "fmt": "histdata", "tz_offset": "+02:00"}, ConfigError, "UTC-05:00"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "xls"}, ConfigError, "histdata, csv, mt4"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "pair": "EUR/USD"}, ConfigError, "6 lower-case letters"),
-    (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "schema": "x; drop table y"}, ConfigError, "schema"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "needle"),
+    [
+        (lambda tmp: {"files": [tmp / "nope.csv"], "fmt": "histdata"}, SourceError, "does not exist"),
+        (lambda tmp: {"files": [tmp], "fmt": "histdata"}, SourceError, "is not a file"),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "histdata"}, SourceError, "use --format csv"),
+        (lambda tmp: {"files": [histdata_files()[0]], "fmt": "csv"}, SourceError, "use --format histdata"),
+        (lambda tmp: {"files": [histdata_files()[0]], "fmt": "mt4"}, SourceError, "use --format histdata"),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "tz_offset": "+2"}, ConfigError, "±HH:MM"),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "tz_offset": "+25:00"}, ConfigError, "14:00"),
+        (
+            lambda tmp: {"files": [histdata_files()[0]], "fmt": "histdata", "tz_offset": "+02:00"},
+            ConfigError,
+            "UTC-05:00",
+        ),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "xls"}, ConfigError, "histdata, csv, mt4"),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "pair": "EUR/USD"}, ConfigError, "6 lower-case letters"),
+        (lambda tmp: {"files": [_fxcm_bid()], "fmt": "csv", "schema": "x; drop table y"}, ConfigError, "schema"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_object_and_fix(pg_url, tmp_path, kwargs, error, needle):
     args = {"pair": "eurusd", "schema": "test_ingest_errors", **kwargs(tmp_path)}
     with pytest.raises(error) as info:
@@ -398,7 +436,9 @@ def test_seed_bars_are_valid_rounded_quotes_with_realistic_levels(quarter):
 
 def test_seed_levels_of_all_pairs_stay_plausible_over_a_year():
     lows, highs, rows = {}, {}, dict.fromkeys(ALL_PAIRS, 0)
-    for _month, frames in iter_month_bars(ALL_PAIRS, "2024-07", "2025-06", seed=0):  # month by month: ~0.5 GB at once otherwise
+    for _month, frames in iter_month_bars(
+        ALL_PAIRS, "2024-07", "2025-06", seed=0
+    ):  # month by month: ~0.5 GB at once otherwise
         for pair, f in frames.items():
             lows[pair] = min(lows.get(pair, np.inf), f["low"].min())
             highs[pair] = max(highs.get(pair, 0.0), f["high"].max())
@@ -453,10 +493,13 @@ def test_seed_database_is_idempotent_and_never_overwrites(pg_url, schema):
     expected = generate_bars(pairs, "2024-02", "2024-02", seed=1)
     # a bar already in the table (say, imported real data) at a time the seed would write
     from bqxdask.db.schema import create_source_table
+
     with connection(pg_url) as conn, conn.cursor() as cur:
         create_source_table(cur, schema, "eurusd")
-        cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, 2, 2, 2, 2, 0)").format(qualified(schema, "m1_eurusd")),
-                    (expected["eurusd"]["time"].iloc[100].to_pydatetime(),))
+        cur.execute(
+            sql.SQL("INSERT INTO {} VALUES (%s, 2, 2, 2, 2, 0)").format(qualified(schema, "m1_eurusd")),
+            (expected["eurusd"]["time"].iloc[100].to_pydatetime(),),
+        )
         conn.commit()
 
     first = seed_database(pg_url, schema, pairs, "2024-02", "2024-02", seed=1)

@@ -161,7 +161,8 @@ def test_no_private_name_imported_from_another_bqxdask_module():
     for importer, source, name, line in private:
         by_module[importer].append(f"{name} from {source} (line {line})")
     assert not by_module, "private names imported across modules: " + "; ".join(
-        f"{k} imports {', '.join(v)}" for k, v in sorted(by_module.items()))
+        f"{k} imports {', '.join(v)}" for k, v in sorted(by_module.items())
+    )
 
 
 def test_the_checks_see_what_they_check(tmp_path):
@@ -181,4 +182,3 @@ def test_the_checks_see_what_they_check(tmp_path):
         private += taken
     assert cycles(edges) == [["bqxdask.a", "bqxdask.sub.b", "bqxdask.a"]]
     assert private == [("bqxdask.a", "_hidden", 2)]
-

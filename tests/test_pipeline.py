@@ -36,8 +36,16 @@ def whole_series(eurusd_db):
 
 def _run(pg_url, tmp_path, client, *, start, end, families=None, output_schema=None, **kw):
     out_schema = output_schema or unique_schema("out")
-    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=out_schema, pairs=["eurusd"],
-                      start=start, end=end, families=families)
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=out_schema,
+        pairs=["eurusd"],
+        start=start,
+        end=end,
+        families=families,
+    )
     result = run_features(cfg, client=client, **kw)
     return cfg, result
 
@@ -58,8 +66,11 @@ def test_three_months_equal_whole_series_in_sql_and_parquet(pg_url, tmp_path, da
         ref = _month_slice(whole_series[fam], "2017-02", "2017-04")
         sql_out = read_table(pg_url, cfg.database.output_schema, f"{fam}_eurusd")
         assert_family_equal(fam, sql_out, ref, label="SQL")
-        pq_out = bqxdask.read_features(fam, ["eurusd"], "2017-02", "2017-04",
-                                       parquet_dir=cfg.output.parquet_dir).compute().drop(columns="pair")
+        pq_out = (
+            bqxdask.read_features(fam, ["eurusd"], "2017-02", "2017-04", parquet_dir=cfg.output.parquet_dir)
+            .compute()
+            .drop(columns="pair")
+        )
         pq_out = pq_out.sort_index()
         assert_family_equal(fam, pq_out, ref, label="Parquet")
         # Parquet equals SQL exactly: same floats, NULL ⇔ NaN
@@ -69,16 +80,22 @@ def test_three_months_equal_whole_series_in_sql_and_parquet(pg_url, tmp_path, da
     assert (result.run_dir / "dask-performance-report.html").is_file()
 
 
-@pytest.mark.parametrize(("start", "end"), [("2017-06", "2017-06"), ("2017-04", "2017-06"),
-                                            ("2017-01", "2017-06")], ids=["1-partition", "3-partitions", "6-partitions"])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("2017-06", "2017-06"), ("2017-04", "2017-06"), ("2017-01", "2017-06")],
+    ids=["1-partition", "3-partitions", "6-partitions"],
+)
 def test_partitionings_agree(pg_url, tmp_path, dask_client, eurusd_db, whole_series, start, end):
     """1, 3 and 6 month partitions, each month with the warm-up read from the months before it.
 
     A later month alone (1 partition) runs every family; the longer runs the families whose
     partition boundaries are hardest (TA-Lib recursions, the regression's long windows).
     """
-    families = list(registry.all_families()) if start == end else [
-        "bqx", *(f for f in registry.all_families() if f.startswith(("technical", "reg")))]
+    families = (
+        list(registry.all_families())
+        if start == end
+        else ["bqx", *(f for f in registry.all_families() if f.startswith(("technical", "reg")))]
+    )
     cfg, result = _run(pg_url, tmp_path, dask_client, start=start, end=end, families=families)
     assert result.exit_code == 0, result.failures
     for fam in families:
@@ -89,24 +106,34 @@ def test_partitionings_agree(pg_url, tmp_path, dask_client, eurusd_db, whole_ser
 
 def test_rerun_skips_and_full_refresh_replaces(pg_url, tmp_path, dask_client, eurusd_db):
     schema = unique_schema("rerun")
-    cfg, first = _run(pg_url, tmp_path, dask_client, start="2017-03", end="2017-04", families=["bqx"],
-                      output_schema=schema)
+    cfg, first = _run(
+        pg_url, tmp_path, dask_client, start="2017-03", end="2017-04", families=["bqx"], output_schema=schema
+    )
     assert first.exit_code == 0
     count = query(pg_url, f"SELECT count(*), count(DISTINCT time) FROM {schema}.bqx_eurusd")[0]
     written = query(pg_url, f"SELECT run_id, written_at FROM {schema}.checkpoints ORDER BY month")
     pq_files = sorted((tmp_path / "parquet" / "bqx").rglob("*.parquet"))
     mtimes = [p.stat().st_mtime_ns for p in pq_files]
 
-    _, second = _run(pg_url, tmp_path, dask_client, start="2017-03", end="2017-04", families=["bqx"],
-                     output_schema=schema)
+    _, second = _run(
+        pg_url, tmp_path, dask_client, start="2017-03", end="2017-04", families=["bqx"], output_schema=schema
+    )
     assert {r["status"] for r in second.results} == {"skipped"}
     assert query(pg_url, f"SELECT count(*), count(DISTINCT time) FROM {schema}.bqx_eurusd")[0] == count
     # nothing rewritten: same checkpoint rows, same Parquet files untouched
     assert query(pg_url, f"SELECT run_id, written_at FROM {schema}.checkpoints ORDER BY month") == written
     assert [p.stat().st_mtime_ns for p in pq_files] == mtimes
 
-    _, third = _run(pg_url, tmp_path, dask_client, start="2017-03", end="2017-04", families=["bqx"],
-                    output_schema=schema, full_refresh=True)
+    _, third = _run(
+        pg_url,
+        tmp_path,
+        dask_client,
+        start="2017-03",
+        end="2017-04",
+        families=["bqx"],
+        output_schema=schema,
+        full_refresh=True,
+    )
     assert {r["status"] for r in third.results} == {"done"}
     assert query(pg_url, f"SELECT count(*), count(DISTINCT time) FROM {schema}.bqx_eurusd")[0] == count
     assert count[0] == count[1] == len(_month_slice(eurusd_db.set_index("time"), "2017-03", "2017-04"))
@@ -121,14 +148,21 @@ def test_bad_bars_are_quarantined_not_lost(pg_url, tmp_path, dask_client):
     bad.loc[200, "open"] = -1.0  # non-positive
     bad.loc[300, "high"] = bad.loc[300, ["open", "close"]].max() - 0.001  # high below the body
     bad.loc[400, "low"] = bad.loc[400, ["open", "close"]].min() + 0.001  # low above the body
-    conflicting = bars.loc[[500]].assign(close=bars.loc[500, "close"] + 0.0001,
-                                         high=bars.loc[500, "high"] + 0.001)
+    conflicting = bars.loc[[500]].assign(close=bars.loc[500, "close"] + 0.0001, high=bars.loc[500, "high"] + 0.001)
     identical = bars.loc[[600]]
     frame = pd.concat([bad, conflicting, identical]).sample(frac=1, random_state=1)  # any order
     load_bars(pg_url, "src_quarantine", "eurusd", frame, primary_key=False)
     schema = unique_schema("quar")
-    cfg = make_config(pg_url, tmp_path, source_schema="src_quarantine", output_schema=schema, pairs=["eurusd"],
-                      start="2017-01", end="2017-01", families=["bqx"])
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema="src_quarantine",
+        output_schema=schema,
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx"],
+    )
     result = run_features(cfg, client=dask_client)
     assert result.exit_code == 0, result.failures
     rejected = query(pg_url, f"SELECT time, reason FROM {schema}.rejected_bars ORDER BY time, reason")
@@ -175,8 +209,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(pg_url, tmp_path, eurusd_db
     import io
 
     schema = unique_schema("dry")
-    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                      start="2017-02", end="2017-03")
+    cfg = make_config(
+        pg_url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"], start="2017-02", end="2017-03"
+    )
     out = io.StringIO()
     result = run_features(cfg, dry_run=True, out=out)
     text = out.getvalue()
@@ -192,13 +227,27 @@ def test_a_plan_over_the_connection_budget_is_refused_before_any_work(pg_url, tm
     from bqxdask.errors import ConfigError
 
     schema = unique_schema("budget")
-    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                      start="2017-02", end="2017-02", families=["bqx"],
-                      extra={"database": {"max_connections_per_worker": 80}})
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start="2017-02",
+        end="2017-02",
+        families=["bqx"],
+        extra={"database": {"max_connections_per_worker": 80}},
+    )
     with pytest.raises(ConfigError, match=r"would open up to 161 connections .*max_connections = 100"):
         run_features(cfg, client=dask_client)
-    assert query(pg_url, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s"
-                         " AND table_name LIKE 'bqx_%%'", (schema,))[0][0] == 0
+    assert (
+        query(
+            pg_url,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name LIKE 'bqx_%%'",
+            (schema,),
+        )[0][0]
+        == 0
+    )
     assert not (tmp_path / "parquet").exists()
 
 
@@ -210,12 +259,21 @@ def test_seven_month_partitions_on_seeded_bars(pg_url, tmp_path, dask_client):
     bars = generate_bars(["usdjpy"], "2024-01", "2024-07", seed=7)["usdjpy"]
     load_bars(pg_url, "src_seven", "usdjpy", bars)
     families = ["bqx", "technical_rate", "technical_bqx", "reg_bqx", "statistics_bqx"]
-    cfg = make_config(pg_url, tmp_path, source_schema="src_seven", output_schema=unique_schema("seven"),
-                      pairs=["usdjpy"], start="2024-01", end="2024-07", families=families)
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema="src_seven",
+        output_schema=unique_schema("seven"),
+        pairs=["usdjpy"],
+        start="2024-01",
+        end="2024-07",
+        families=families,
+    )
     result = run_features(cfg, client=dask_client)
     assert result.exit_code == 0, result.failures
     assert len({(r["pair"], r["month"]) for r in result.results}) == 7
     ref = compute_features(bars, families)
     for fam in families:
-        assert_family_equal(fam, read_table(pg_url, cfg.database.output_schema, f"{fam}_usdjpy"), ref[fam],
-                            label="7 partitions")
+        assert_family_equal(
+            fam, read_table(pg_url, cfg.database.output_schema, f"{fam}_usdjpy"), ref[fam], label="7 partitions"
+        )

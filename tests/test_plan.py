@@ -32,6 +32,7 @@ def fingerprint(month: str, stats, warmup: int, baseline: Baseline) -> str:
     """A unit's fingerprint as the plan takes it: over the raw rows its warm-up reads."""
     return unit_fingerprint(month, stats, warmup_read_rows(warmup), baseline.key)
 
+
 MONTHS = ("2024-01", "2024-02", "2024-03")
 FAMILIES = ("bqx", "technical_rate")
 BASELINE = Baseline("eurusd", dt.datetime(2023, 11, 1, tzinfo=UTC), 1.0875)
@@ -40,8 +41,9 @@ BASELINE = Baseline("eurusd", dt.datetime(2023, 11, 1, tzinfo=UTC), 1.0875)
 def stats(month: str, rows: int = 40_000, checksum: str = "c0") -> MonthStats:
     y, m = int(month[:4]), int(month[5:])
     first = dt.datetime(y, m, 1, tzinfo=UTC)
-    return MonthStats(month, rows, first if rows else None, first + dt.timedelta(minutes=rows - 1) if rows else None,
-                      checksum)
+    return MonthStats(
+        month, rows, first if rows else None, first + dt.timedelta(minutes=rows - 1) if rows else None, checksum
+    )
 
 
 def survey(*changes: MonthStats) -> dict[str, MonthStats]:
@@ -52,22 +54,35 @@ def survey(*changes: MonthStats) -> dict[str, MonthStats]:
 
 
 def config(**families):
-    return build_config({"run": {"pairs": ["eurusd"], "start": MONTHS[0], "end": MONTHS[-1]},
-                         "families": {"enabled": list(FAMILIES), **families}})
+    return build_config(
+        {
+            "run": {"pairs": ["eurusd"], "start": MONTHS[0], "end": MONTHS[-1]},
+            "families": {"enabled": list(FAMILIES), **families},
+        }
+    )
 
 
 def plan(cfg=None, *, surveys=None, checkpoints=None, parquet_ok=None, full_refresh=False):
     cfg = cfg or config()
-    return make_plan(cfg, run_id="test", families=FAMILIES, surveys={"eurusd": surveys or survey()},
-                     baselines={"eurusd": BASELINE}, checkpoints=checkpoints or {}, parquet_ok=parquet_ok,
-                     full_refresh=full_refresh)
+    return make_plan(
+        cfg,
+        run_id="test",
+        families=FAMILIES,
+        surveys={"eurusd": surveys or survey()},
+        baselines={"eurusd": BASELINE},
+        checkpoints=checkpoints or {},
+        parquet_ok=parquet_ok,
+        full_refresh=full_refresh,
+    )
 
 
 def written(p, *, sql: bool = True, parquet: bool = True) -> dict[tuple[str, str, str], Checkpoint]:
     """The checkpoints a run of plan ``p`` leaves behind."""
-    return {(f, u.pair, u.month): Checkpoint(f, u.pair, u.month, p.config_hashes[f], u.fingerprint, u.rows, 0, sql,
-                                             parquet)
-            for u in p.units for f in u.todo}
+    return {
+        (f, u.pair, u.month): Checkpoint(f, u.pair, u.month, p.config_hashes[f], u.fingerprint, u.rows, 0, sql, parquet)
+        for u in p.units
+        for f in u.todo
+    }
 
 
 def every_parquet_ok(p) -> dict[tuple[str, str, str], bool]:
@@ -88,10 +103,16 @@ def test_no_warmup_reads_nothing_before_the_month():
     assert warmup_read_rows(0) == 0
 
 
-@pytest.mark.parametrize(("month", "n", "expected"), [
-    ("2024-03", 0, "2024-03"), ("2024-03", 1, "2024-02"), ("2024-01", 1, "2023-12"),
-    ("2024-01", 13, "2022-12"), ("2000-12", 24, "1998-12"),
-])
+@pytest.mark.parametrize(
+    ("month", "n", "expected"),
+    [
+        ("2024-03", 0, "2024-03"),
+        ("2024-03", 1, "2024-02"),
+        ("2024-01", 1, "2023-12"),
+        ("2024-01", 13, "2022-12"),
+        ("2000-12", 24, "1998-12"),
+    ],
+)
 def test_months_before(month, n, expected):
     assert months_before(month, n) == expected
 
@@ -156,18 +177,21 @@ def test_fingerprint_of_a_month_without_bars_differs_from_one_with_them():
 CK = Checkpoint("bqx", "eurusd", "2024-02", "hash", "fp", 100, 0, True, True)
 
 
-@pytest.mark.parametrize(("ck", "kw", "current"), [
-    (CK, {}, True),
-    (None, {}, False),
-    (dataclasses.replace(CK, config_hash="other"), {}, False),
-    (dataclasses.replace(CK, fingerprint="other"), {}, False),
-    (dataclasses.replace(CK, sql_written=False), {}, False),
-    (dataclasses.replace(CK, sql_written=False), {"write_sql": False}, True),
-    (dataclasses.replace(CK, parquet_written=False), {}, False),
-    (dataclasses.replace(CK, parquet_written=False), {"write_parquet": False}, True),
-    (CK, {"parquet_ok": False}, False),
-    (CK, {"parquet_ok": False, "write_parquet": False}, True),
-])
+@pytest.mark.parametrize(
+    ("ck", "kw", "current"),
+    [
+        (CK, {}, True),
+        (None, {}, False),
+        (dataclasses.replace(CK, config_hash="other"), {}, False),
+        (dataclasses.replace(CK, fingerprint="other"), {}, False),
+        (dataclasses.replace(CK, sql_written=False), {}, False),
+        (dataclasses.replace(CK, sql_written=False), {"write_sql": False}, True),
+        (dataclasses.replace(CK, parquet_written=False), {}, False),
+        (dataclasses.replace(CK, parquet_written=False), {"write_parquet": False}, True),
+        (CK, {"parquet_ok": False}, False),
+        (CK, {"parquet_ok": False, "write_parquet": False}, True),
+    ],
+)
 def test_checkpoint_current(ck, kw, current):
     args = {"write_sql": True, "write_parquet": True, "parquet_ok": True, **kw}
     assert checkpoint_current(ck, "hash", "fp", **args) is current
@@ -221,8 +245,11 @@ def test_a_missing_or_stale_parquet_file_recomputes_that_output():
     ok[("technical_rate", "eurusd", "2024-03")] = False
     del ok[("bqx", "eurusd", "2024-01")]
     again = plan(checkpoints=written(first), parquet_ok=ok)
-    assert {u.month: u.todo for u in again.units} == {"2024-01": ("bqx",), "2024-02": (),
-                                                       "2024-03": ("technical_rate",)}
+    assert {u.month: u.todo for u in again.units} == {
+        "2024-01": ("bqx",),
+        "2024-02": (),
+        "2024-03": ("technical_rate",),
+    }
 
 
 def test_checkpoints_written_without_sql_recompute_when_sql_is_wanted():

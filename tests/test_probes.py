@@ -106,14 +106,24 @@ URL_NETWORK = "postgresql+psycopg2://etl@db.internal:5432/fx"
 
 
 def _verdict(answer, urls=(URL_LOCAL,), mine=None, parquet_dir="/data/parquet", marked=True):
-    return probes._verdict("tcp://10.0.0.7:4000", answer, list(urls), mine or {u: "t0/1" for u in urls},
-                           parquet_dir, marked, "client-host")
+    return probes._verdict(
+        "tcp://10.0.0.7:4000", answer, list(urls), mine or {u: "t0/1" for u in urls}, parquet_dir, marked, "client-host"
+    )
 
 
 def test_a_socket_url_on_another_host_is_named_with_the_fix():
-    c = _verdict({"host": "worker-host", "database": [{"ok": False, "error": "cannot connect to database fx at "
-                                                       "localhost:5432 as etl: refused; fix: bqxdask db start"}],
-                  "storage": {"ok": True, "sees_marker": True}})
+    c = _verdict(
+        {
+            "host": "worker-host",
+            "database": [
+                {
+                    "ok": False,
+                    "error": "cannot connect to database fx at localhost:5432 as etl: refused; fix: bqxdask db start",
+                }
+            ],
+            "storage": {"ok": True, "sees_marker": True},
+        }
+    )
     assert c.status == FAIL
     assert c.detail.startswith("tcp://10.0.0.7:4000 on host worker-host (this client runs on client-host): ")
     assert "that URL is a Unix socket or localhost, which on host worker-host is not this client's server" in c.detail
@@ -127,8 +137,11 @@ def test_a_worker_reaching_another_server_fails_even_if_it_connects():
 
 
 def test_a_local_parquet_dir_the_client_cannot_share_scatters_the_outputs():
-    answer = {"host": "worker-host", "database": [{"ok": True, "identity": "t0/1", "ms": 3.0}],
-              "storage": {"ok": True, "sees_marker": False}}
+    answer = {
+        "host": "worker-host",
+        "database": [{"ok": True, "identity": "t0/1", "ms": 3.0}],
+        "storage": {"ok": True, "sees_marker": False},
+    }
     c = _verdict(answer, urls=(URL_NETWORK,))
     assert c.status == FAIL
     assert "does not see the files this client writes in /data/parquet" in c.detail
@@ -141,8 +154,11 @@ def test_a_local_parquet_dir_the_client_cannot_share_scatters_the_outputs():
 
 
 def test_an_unverifiable_local_url_on_another_host_warns():
-    c = _verdict({"host": "worker-host", "database": [{"ok": True, "identity": "t0/1", "ms": 3.0}]},
-                 mine={URL_LOCAL: None}, parquet_dir=None)
+    c = _verdict(
+        {"host": "worker-host", "database": [{"ok": True, "identity": "t0/1", "ms": 3.0}]},
+        mine={URL_LOCAL: None},
+        parquet_dir=None,
+    )
     assert c.status == WARN and "a local-only URL on another host" in c.detail
 
 
@@ -153,9 +169,14 @@ def test_a_hanging_or_broken_worker_is_a_failure():
 
 
 def test_local_only_urls():
-    for url, local in (("postgresql://u@localhost/db", True), ("postgresql://u@127.0.0.1:5432/db", True),
-                       ("postgresql://u@/db", True), ("postgresql://u@/db?host=/var/run/postgresql", True),
-                       ("postgresql://u@db.internal:5432/db", False), ("postgresql://u@10.1.2.3/db", False)):
+    for url, local in (
+        ("postgresql://u@localhost/db", True),
+        ("postgresql://u@127.0.0.1:5432/db", True),
+        ("postgresql://u@/db", True),
+        ("postgresql://u@/db?host=/var/run/postgresql", True),
+        ("postgresql://u@db.internal:5432/db", False),
+        ("postgresql://u@10.1.2.3/db", False),
+    ):
         assert probes._local_only(DbTarget.parse(url)) is local, url
 
 
@@ -178,10 +199,20 @@ def test_servers_are_compared_without_pg_control_system(pg_url, pg_server, tmp_p
 def test_check_with_a_scheduler_fails_on_a_worker_that_cannot_write(pg_url, tmp_path, dask_client):
     (tmp_path / "a-file").write_text("x")
     parquet = tmp_path / "a-file" / "parquet"
-    cfg = make_config(pg_url, tmp_path, source_schema="src_probe", output_schema=unique_schema("probe"),
-                      pairs=["eurusd"], start="2017-01", end="2017-01", families=["bqx"],
-                      extra={"cluster": {"scheduler_address": dask_client.scheduler.address},
-                             "output": {"parquet_dir": str(parquet)}})
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema="src_probe",
+        output_schema=unique_schema("probe"),
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx"],
+        extra={
+            "cluster": {"scheduler_address": dask_client.scheduler.address},
+            "output": {"parquet_dir": str(parquet)},
+        },
+    )
     result = readiness.assess(cfg)
     report = result.to_dict()
     access = [c for c in report["checks"] if c["name"] == "worker access"]

@@ -84,10 +84,14 @@ def frame(rows: list[tuple]) -> pd.DataFrame:
 def test_validate_bars_follows_spec_3_row_by_row(rows):
     accepted, rejected = validate_bars(frame(rows))
     want_acc, want_rej = reference(rows)
-    got_acc = [(t, *vals) for t, vals in zip(accepted.index, accepted[[*PRICE_COLUMNS, "volume"]].itertuples(index=False))]
+    got_acc = [
+        (t, *vals) for t, vals in zip(accepted.index, accepted[[*PRICE_COLUMNS, "volume"]].itertuples(index=False))
+    ]
     assert [r[0] for r in got_acc] == [r[0] for r in want_acc]
-    np.testing.assert_array_equal(np.array([r[1:] for r in got_acc], dtype=float).reshape(-1, 5),
-                                  np.array([r[1:] for r in want_acc], dtype=float).reshape(-1, 5))
+    np.testing.assert_array_equal(
+        np.array([r[1:] for r in got_acc], dtype=float).reshape(-1, 5),
+        np.array([r[1:] for r in want_acc], dtype=float).reshape(-1, 5),
+    )
     assert accepted.index.is_monotonic_increasing and accepted.index.is_unique
     got_rej = sorted(zip(rejected["time"], rejected["reason"]), key=lambda r: (r[0] is pd.NaT, r[0]))
     assert [(str(t), why) for t, why in got_rej] == [(str(t), why) for t, why in want_rej]
@@ -98,8 +102,10 @@ def test_validate_bars_follows_spec_3_row_by_row(rows):
 def test_good_bars_come_back_whole_and_sorted(shuffle):
     times = pd.date_range("2024-07-01", periods=500, freq="min", tz="UTC")
     close = 1.1 + np.cumsum(np.random.default_rng(3).normal(0, 1e-4, len(times)))
-    bars = pd.DataFrame({"open": close, "high": close + 1e-4, "low": close - 1e-4, "close": close,
-                         "volume": 1.0}, index=pd.Index(times, name="time"))
+    bars = pd.DataFrame(
+        {"open": close, "high": close + 1e-4, "low": close - 1e-4, "close": close, "volume": 1.0},
+        index=pd.Index(times, name="time"),
+    )
     given_bars = bars.sample(frac=1.0, random_state=1) if shuffle else bars
     accepted, rejected = validate_bars(given_bars)
     assert len(rejected) == 0

@@ -24,8 +24,18 @@ def layout(tmp_path_factory):
             values = rng.normal(size=(50, 2))
             values[0, 1] = np.nan  # undefined → NaN
             parquet.write_unit(str(root), "bqx", pair, month, times.as_unit("us").asi8, ["a", "b"], values, {})
-            frames.append(pd.DataFrame({"time": times, "a": values[:, 0], "b": values[:, 1], "pair": pair,
-                                        "year": int(month[:4]), "month": int(month[5:])}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "time": times,
+                        "a": values[:, 0],
+                        "b": values[:, 1],
+                        "pair": pair,
+                        "year": int(month[:4]),
+                        "month": int(month[5:]),
+                    }
+                )
+            )
     expected = pd.concat(frames).sort_values(["pair", "time"]).reset_index(drop=True)
     return root, expected
 
@@ -37,44 +47,58 @@ def _check(frame: pd.DataFrame, expected: pd.DataFrame, reader: str) -> None:
     assert sorted(frame["month"].unique()) == [7, 10], reader
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     cols = ["time", "a", "b", "pair", "year", "month"]
-    pd.testing.assert_frame_equal(frame[cols].astype({"pair": str, "year": "int64", "month": "int64"}),
-                                  expected[cols].astype({"pair": str}), check_dtype=False, obj=reader)
+    pd.testing.assert_frame_equal(
+        frame[cols].astype({"pair": str, "year": "int64", "month": "int64"}),
+        expected[cols].astype({"pair": str}),
+        check_dtype=False,
+        obj=reader,
+    )
 
 
 def test_pyarrow_dataset(layout):
     import pyarrow.dataset as ds
 
     root, expected = layout
-    _check(ds.dataset(str(root / "bqx"), format="parquet", partitioning="hive").to_table().to_pandas(),
-           expected, "pyarrow")
+    _check(
+        ds.dataset(str(root / "bqx"), format="parquet", partitioning="hive").to_table().to_pandas(), expected, "pyarrow"
+    )
 
 
 def test_duckdb_with_the_readmes_hive_types(layout):
     import duckdb  # a test extra (setup.cfg): missing means a broken test environment, not a skip
+
     root, expected = layout
-    frame = duckdb.sql(f"SELECT * FROM read_parquet('{root}/bqx/*/*/*/*.parquet', hive_partitioning = true, "
-                       "hive_types = {'year': INTEGER, 'month': INTEGER})").df()
+    frame = duckdb.sql(
+        f"SELECT * FROM read_parquet('{root}/bqx/*/*/*/*.parquet', hive_partitioning = true, "
+        "hive_types = {'year': INTEGER, 'month': INTEGER})"
+    ).df()
     _check(frame, expected, "duckdb")
     # without the types DuckDB reads month=07 as text: the README line is there for a reason
-    untyped = duckdb.sql(f"SELECT month FROM read_parquet('{root}/bqx/*/*/*/*.parquet', "
-                         "hive_partitioning = true) LIMIT 1").df()
+    untyped = duckdb.sql(
+        f"SELECT month FROM read_parquet('{root}/bqx/*/*/*/*.parquet', hive_partitioning = true) LIMIT 1"
+    ).df()
     assert not pd.api.types.is_integer_dtype(untyped["month"])
 
 
 def test_polars_scan(layout):
     import polars as pl
+
     root, expected = layout
-    _check(pl.scan_parquet(f"{root}/bqx/**/*.parquet", hive_partitioning=True).collect().to_pandas(),
-           expected, "polars")
+    _check(
+        pl.scan_parquet(f"{root}/bqx/**/*.parquet", hive_partitioning=True).collect().to_pandas(), expected, "polars"
+    )
 
 
-@pytest.mark.parametrize(("pairs", "start", "end", "want"), [
-    (None, None, None, {("eurusd", 7), ("eurusd", 10), ("usdjpy", 7), ("usdjpy", 10)}),
-    (["usdjpy"], "2024-08", "2024-10", {("usdjpy", 10)}),
-    ("eurusd", "2023-12", "2024-07", {("eurusd", 7)}),
-    (None, "2024-10", None, {("eurusd", 10), ("usdjpy", 10)}),
-    (["eurusd", "usdjpy"], None, "2024-09", {("eurusd", 7), ("usdjpy", 7)}),
-])
+@pytest.mark.parametrize(
+    ("pairs", "start", "end", "want"),
+    [
+        (None, None, None, {("eurusd", 7), ("eurusd", 10), ("usdjpy", 7), ("usdjpy", 10)}),
+        (["usdjpy"], "2024-08", "2024-10", {("usdjpy", 10)}),
+        ("eurusd", "2023-12", "2024-07", {("eurusd", 7)}),
+        (None, "2024-10", None, {("eurusd", 10), ("usdjpy", 10)}),
+        (["eurusd", "usdjpy"], None, "2024-09", {("eurusd", 7), ("usdjpy", 7)}),
+    ],
+)
 def test_read_features_filters_the_hive_partitions(layout, pairs, start, end, want):
     """``read_features`` is ``dd.read_parquet`` with filters on pair/year/month (issue 14): the
     rows of exactly the selected (pair, month) files, ``pair`` a string column, one partition each."""
@@ -90,8 +114,9 @@ def test_read_features_filters_the_hive_partitions(layout, pairs, start, end, wa
     ref = expected[[(p, m) in want for p, m in zip(expected["pair"], expected["month"])]]
     got = got.sort_values(["pair", "time"]).reset_index(drop=True)
     cols = ["time", "a", "b", "pair"]
-    pd.testing.assert_frame_equal(got[cols].astype({"pair": str}), ref[cols].astype({"pair": str}).reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[cols].astype({"pair": str}), ref[cols].astype({"pair": str}).reset_index(drop=True), check_dtype=False
+    )
 
 
 def test_feature_block_round_trip_through_parquet(tmp_path):

@@ -236,8 +236,11 @@ def test_degree_1_equals_talib_linearreg_on_every_row(series, window):
     its own error reaches ~0.9× the §4.9 budget on the slope of the ≈100 index: held to 10×."""
     for y in series.values():
         got = reg.reg(y, windows=(window,), degree=1)
-        for fn, out in ((talib.LINEARREG, "pred"), (talib.LINEARREG_SLOPE, "lin"),
-                        (talib.LINEARREG_INTERCEPT, "const")):
+        for fn, out in (
+            (talib.LINEARREG, "pred"),
+            (talib.LINEARREG_SLOPE, "lin"),
+            (talib.LINEARREG_INTERCEPT, "const"),
+        ):
             assert_spec(got[f"w{window}_{out}"], fn(y, timeperiod=window), "reg", f"w{window}_{out}", scale=10.0)
 
 
@@ -263,13 +266,25 @@ def test_near_degenerate_windows_match_exact_least_squares(case):
         for degree in DEGREES:
             got = reg.reg(y, windows=(window,), degree=degree)
             rng = np.random.default_rng(window * 10 + degree)
-            rows = np.unique(np.r_[window - 1, len(y) - 1, 4000 + np.arange(0, window + 30, max(1, window // 8)),
-                                   rng.integers(window - 1, len(y), 12)])
+            rows = np.unique(
+                np.r_[
+                    window - 1,
+                    len(y) - 1,
+                    4000 + np.arange(0, window + 30, max(1, window // 8)),
+                    rng.integers(window - 1, len(y), 12),
+                ]
+            )
             rows = rows[rows < len(y)]
             exact = exact_reference(y, window, degree, rows)
             floor = noise_floor(y, window, rows)
             for out, expected in exact.items():
-                assert_spec(got[f"w{window}_{out}"][rows], expected, "reg", f"w{window}_{out}", noise=floor if out in ("rmse", "resid") else None)
+                assert_spec(
+                    got[f"w{window}_{out}"][rows],
+                    expected,
+                    "reg",
+                    f"w{window}_{out}",
+                    noise=floor if out in ("rmse", "resid") else None,
+                )
 
 
 def test_nearly_exact_fits_are_redone_in_double_double_and_real_bars_are_not():
@@ -313,7 +328,13 @@ def test_flat_stretch_in_real_bars():
         ref = polyfit_reference(y, window, 2, rows)
         floor = noise_floor(y, window, rows)
         for out, expected in ref.items():
-            assert_spec(res[f"w{window}_{out}"].to_numpy()[rows], expected, "reg", f"w{window}_{out}", noise=floor if out in ("rmse", "resid") else None)
+            assert_spec(
+                res[f"w{window}_{out}"].to_numpy()[rows],
+                expected,
+                "reg",
+                f"w{window}_{out}",
+                noise=floor if out in ("rmse", "resid") else None,
+            )
 
 
 # -------------------------------------------------------------------------------------------
@@ -393,8 +414,20 @@ def test_registry_columns_and_lookback():
     bars = eurusd(1).iloc[:6000]
     params = {"reg": {"windows": [15, 2880], "degree": 3}}
     res = compute_features(bars, ["reg_rate", "reg_bqx"], params)
-    per_window = ["cubic", "quad", "lin", "const", "quad_term", "lin_term",
-                  "pred", "resid", "slope", "forecast", "r2", "rmse"]
+    per_window = [
+        "cubic",
+        "quad",
+        "lin",
+        "const",
+        "quad_term",
+        "lin_term",
+        "pred",
+        "resid",
+        "slope",
+        "forecast",
+        "r2",
+        "rmse",
+    ]
     expected = [f"w{w}_{c}" for w in (15, 2880) for c in per_window]
     cfg = families_config(params)
     for fam in ("reg_rate", "reg_bqx"):
@@ -408,11 +441,30 @@ def test_registry_columns_and_lookback():
     default = families_config(None)
     names = registry.get("reg_rate").column_names(default)
     assert len(names) == 10 * 11 and names[:11] == [
-        "w15_quad", "w15_lin", "w15_const", "w15_quad_term", "w15_lin_term",
-        "w15_pred", "w15_resid", "w15_slope", "w15_forecast", "w15_r2", "w15_rmse"]
+        "w15_quad",
+        "w15_lin",
+        "w15_const",
+        "w15_quad_term",
+        "w15_lin_term",
+        "w15_pred",
+        "w15_resid",
+        "w15_slope",
+        "w15_forecast",
+        "w15_r2",
+        "w15_rmse",
+    ]
     linear = registry.get("reg_bqx").column_names(families_config({"reg": {"degree": 1}}))
-    assert linear[:9] == ["w15_lin", "w15_const", "w15_lin_term", "w15_pred", "w15_resid",
-                          "w15_slope", "w15_forecast", "w15_r2", "w15_rmse"]
+    assert linear[:9] == [
+        "w15_lin",
+        "w15_const",
+        "w15_lin_term",
+        "w15_pred",
+        "w15_resid",
+        "w15_slope",
+        "w15_forecast",
+        "w15_r2",
+        "w15_rmse",
+    ]
 
 
 @pytest.mark.parametrize("params", [{"degree": 4}, {"degree": 3, "windows": [3, 15]}])

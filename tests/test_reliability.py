@@ -39,9 +39,17 @@ START, END = "2017-01", "2017-03"
 @pytest.fixture(scope="module")
 def source(pg_url):
     load_bars(pg_url, SRC, "eurusd", eurusd(3))
-    load_bars(pg_url, SRC, "usdjpy", eurusd(3).assign(
-        open=lambda f: f["open"] * 110, high=lambda f: f["high"] * 110, low=lambda f: f["low"] * 110,
-        close=lambda f: f["close"] * 110))
+    load_bars(
+        pg_url,
+        SRC,
+        "usdjpy",
+        eurusd(3).assign(
+            open=lambda f: f["open"] * 110,
+            high=lambda f: f["high"] * 110,
+            low=lambda f: f["low"] * 110,
+            close=lambda f: f["close"] * 110,
+        ),
+    )
     return pg_url
 
 
@@ -49,16 +57,31 @@ def source(pg_url):
 def reference(source, tmp_path_factory):
     """An uninterrupted run: what every interrupted-then-resumed run must equal."""
     d = tmp_path_factory.mktemp("reference")
-    cfg = write_config(d / "c.toml", source_schema=SRC, output_schema="rel_reference", pairs=["eurusd", "usdjpy"],
-                       start=START, end=END, families=FAMILIES)
+    cfg = write_config(
+        d / "c.toml",
+        source_schema=SRC,
+        output_schema="rel_reference",
+        pairs=["eurusd", "usdjpy"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+    )
     proc = run_cli(["features", "--config", str(cfg)], cwd=d, env=cli_env(source))
     assert proc.returncode == 0, proc.stderr
     return table_digest(source, "rel_reference"), parquet_digest(d / "parquet")
 
 
 def _setup(tmp_path: Path, url: str, schema: str, **kw) -> tuple[Path, dict[str, str]]:
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema=schema, pairs=["eurusd", "usdjpy"],
-                       start=START, end=END, families=FAMILIES, **kw)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd", "usdjpy"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+        **kw,
+    )
     return cfg, cli_env(url)
 
 
@@ -160,14 +183,25 @@ def test_appending_a_day_recomputes_only_the_units_it_touches(pg_url, tmp_path):
     held_back_feb = (t >= "2017-02-14") & (t < "2017-02-15")  # a day missing in the middle of February
     held_back_mar = t >= "2017-03-31"  # the last day of March
     load_bars(pg_url, "src_append", "eurusd", bars[~held_back_feb & ~held_back_mar])
-    cfg = write_config(tmp_path / "c.toml", source_schema="src_append", output_schema="rel_append",
-                       pairs=["eurusd"], start=START, end=END, families=FAMILIES)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema="src_append",
+        output_schema="rel_append",
+        pairs=["eurusd"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+    )
     env = cli_env(pg_url)
     assert run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=env).returncode == 0
 
     def versions():
-        return {m: query(pg_url, "SELECT written_at FROM rel_append.checkpoints WHERE family = 'bqx' AND month = %s",
-                         (m,))[0][0] for m in ("2017-01", "2017-02", "2017-03")}
+        return {
+            m: query(pg_url, "SELECT written_at FROM rel_append.checkpoints WHERE family = 'bqx' AND month = %s", (m,))[
+                0
+            ][0]
+            for m in ("2017-01", "2017-02", "2017-03")
+        }
 
     before = versions()
     load_bars(pg_url, "src_append", "eurusd", bars[held_back_mar], replace=False)  # append March 31st
@@ -184,8 +218,15 @@ def test_appending_a_day_recomputes_only_the_units_it_touches(pg_url, tmp_path):
     assert after_feb["2017-03"] != after_mar["2017-03"]  # its warm-up reads February
 
     # the incremental result equals a full refresh from scratch
-    full = write_config(tmp_path / "full.toml", source_schema="src_append", output_schema="rel_append_full",
-                        pairs=["eurusd"], start=START, end=END, families=FAMILIES)
+    full = write_config(
+        tmp_path / "full.toml",
+        source_schema="src_append",
+        output_schema="rel_append_full",
+        pairs=["eurusd"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+    )
     assert run_cli(["features", "--config", str(full), "--full-refresh"], cwd=tmp_path, env=env).returncode == 0
     assert table_digest(pg_url, "rel_append") == table_digest(pg_url, "rel_append_full")
     assert len(query(pg_url, "SELECT 1 FROM rel_append.bqx_eurusd")) == len(bars)
@@ -194,8 +235,15 @@ def test_appending_a_day_recomputes_only_the_units_it_touches(pg_url, tmp_path):
 def test_timestamp_without_time_zone_source_is_read_as_utc(pg_url, tmp_path):
     bars = eurusd(1).iloc[:2000]
     load_bars(pg_url, "src_naive", "eurusd", bars, time_type="timestamp")
-    cfg = write_config(tmp_path / "c.toml", source_schema="src_naive", output_schema="rel_naive",
-                       pairs=["eurusd"], start="2017-01", end="2017-01", families=["bqx"])
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema="src_naive",
+        output_schema="rel_naive",
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx"],
+    )
     proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(pg_url))
     assert proc.returncode == 0, proc.stderr
     first = query(pg_url, "SELECT min(time) FROM rel_naive.bqx_eurusd")[0][0]
@@ -207,8 +255,15 @@ def test_timestamp_without_time_zone_source_is_read_as_utc(pg_url, tmp_path):
 def written(source, tmp_path_factory):
     """A finished run whose outputs every bad-input case below must leave untouched."""
     d = tmp_path_factory.mktemp("catalogue")
-    cfg = write_config(d / "c.toml", source_schema=SRC, output_schema="rel_catalogue", pairs=["eurusd"],
-                       start="2017-02", end="2017-03", families=["bqx", "technical_rate"])
+    cfg = write_config(
+        d / "c.toml",
+        source_schema=SRC,
+        output_schema="rel_catalogue",
+        pairs=["eurusd"],
+        start="2017-02",
+        end="2017-03",
+        families=["bqx", "technical_rate"],
+    )
     proc = run_cli(["features", "--config", str(cfg)], cwd=d, env=cli_env(source))
     assert proc.returncode == 0, proc.stderr
     return d, cfg
@@ -218,17 +273,31 @@ def _snapshot(url: str, d: Path):
     return table_digest(url, "rel_catalogue"), file_hashes(d / "parquet")
 
 
-@pytest.mark.parametrize(("case", "args", "env_extra", "code", "needle"), [
-    ("unreachable database", [], {"BQX_DATABASE_URL": "postgresql+psycopg2://etl:pw-x@127.0.0.1:1/bqx"}, 1,
-     "cannot connect to database bqx at 127.0.0.1:1"),
-    ("missing table", ["--pairs", "eurusd,gbpjpy"], {}, 2, "source table src_rel.m1_gbpjpy does not exist"),
-    ("empty month", ["--start", "2017-07", "--end", "2017-07"], {}, 1, "eurusd 2017-07: no bars in src_rel.m1_eurusd"),
-    ("unknown family", ["--families", "bqx,rsi_magic"], {}, 2, "unknown family 'rsi_magic'"),
-    ("malicious pair ;", ["--pairs", "eurusd;drop table x"], {}, 2, "unknown pair 'eurusd;drop table x'"),
-    ("malicious pair ..", ["--pairs", "../../etc"], {}, 2, "unknown pair '../../etc'"),
-    ("bad env value", [], {"BQX_CLUSTER__N_WORKERS": "many"}, 2, "BQX_CLUSTER__N_WORKERS"),
-    ("end before start", ["--start", "2017-03", "--end", "2017-02"], {}, 2, "is before run.start"),
-])
+@pytest.mark.parametrize(
+    ("case", "args", "env_extra", "code", "needle"),
+    [
+        (
+            "unreachable database",
+            [],
+            {"BQX_DATABASE_URL": "postgresql+psycopg2://etl:pw-x@127.0.0.1:1/bqx"},
+            1,
+            "cannot connect to database bqx at 127.0.0.1:1",
+        ),
+        ("missing table", ["--pairs", "eurusd,gbpjpy"], {}, 2, "source table src_rel.m1_gbpjpy does not exist"),
+        (
+            "empty month",
+            ["--start", "2017-07", "--end", "2017-07"],
+            {},
+            1,
+            "eurusd 2017-07: no bars in src_rel.m1_eurusd",
+        ),
+        ("unknown family", ["--families", "bqx,rsi_magic"], {}, 2, "unknown family 'rsi_magic'"),
+        ("malicious pair ;", ["--pairs", "eurusd;drop table x"], {}, 2, "unknown pair 'eurusd;drop table x'"),
+        ("malicious pair ..", ["--pairs", "../../etc"], {}, 2, "unknown pair '../../etc'"),
+        ("bad env value", [], {"BQX_CLUSTER__N_WORKERS": "many"}, 2, "BQX_CLUSTER__N_WORKERS"),
+        ("end before start", ["--start", "2017-03", "--end", "2017-02"], {}, 2, "is before run.start"),
+    ],
+)
 def test_bad_input_gets_one_clear_line_and_changes_nothing(source, written, case, args, env_extra, code, needle):
     d, cfg = written
     before = _snapshot(source, d)
@@ -244,11 +313,14 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(source, written, case
     assert _snapshot(source, d) == before, f"{case} changed what was already written"
 
 
-@pytest.mark.parametrize("argv", [
-    ["report", "--pair", "../../etc", "--month", "2017-02"],
-    ["import", "/dev/null", "--pair", "eurusd;drop table x", "--format", "csv"],
-    ["seed", "--pairs", "eur'usd"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--pair", "../../etc", "--month", "2017-02"],
+        ["import", "/dev/null", "--pair", "eurusd;drop table x", "--format", "csv"],
+        ["seed", "--pairs", "eur'usd"],
+    ],
+)
 def test_malicious_pair_names_are_refused_by_every_command(source, written, argv):
     d, cfg = written
     before = _snapshot(source, d)
@@ -260,8 +332,15 @@ def test_malicious_pair_names_are_refused_by_every_command(source, written, argv
 
 def test_a_pair_shorter_than_its_windows_gives_null_rows_and_a_warning(source, tmp_path):
     load_bars(source, "src_short", "eurusd", eurusd(1).iloc[:50])
-    cfg = write_config(tmp_path / "c.toml", source_schema="src_short", output_schema="rel_short", pairs=["eurusd"],
-                       start="2017-01", end="2017-01", families=["bqx", "statistics_rate", "reg_rate"])
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema="src_short",
+        output_schema="rel_short",
+        pairs=["eurusd"],
+        start="2017-01",
+        end="2017-01",
+        families=["bqx", "statistics_rate", "reg_rate"],
+    )
     proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source))
     assert proc.returncode == 0, proc.stderr
     assert "eurusd: fewer bars than the longest lookback" in proc.stderr
@@ -274,15 +353,21 @@ def test_corrupt_parquet_from_an_earlier_run_is_named_and_recomputed(source, tmp
     import bqxdask
     from bqxdask.errors import OutputError
 
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="rel_corrupt", pairs=["eurusd"],
-                       start="2017-02", end="2017-03", families=["bqx"])
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema="rel_corrupt",
+        pairs=["eurusd"],
+        start="2017-02",
+        end="2017-03",
+        families=["bqx"],
+    )
     assert run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source)).returncode == 0
     victim = tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=03" / "part-0.parquet"
     good = victim.read_bytes()
     victim.write_bytes(good[: len(good) // 2])  # half a file, as a crashed copy would leave it
     with pytest.raises(OutputError, match=r"month=03/part-0.parquet is corrupt or half-written .*fix:"):
-        bqxdask.read_features("bqx", ["eurusd"], "2017-02", "2017-03",
-                              parquet_dir=str(tmp_path / "parquet")).compute()
+        bqxdask.read_features("bqx", ["eurusd"], "2017-02", "2017-03", parquet_dir=str(tmp_path / "parquet")).compute()
     feb = (tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=02" / "part-0.parquet").read_bytes()
     proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source))
     assert proc.returncode == 0, proc.stderr
@@ -290,7 +375,9 @@ def test_corrupt_parquet_from_an_earlier_run_is_named_and_recomputed(source, tmp
     frame = bqxdask.read_features("bqx", ["eurusd"], "2017-02", "2017-03", parquet_dir=str(tmp_path / "parquet"))
     assert len(frame.compute()) == query(source, "SELECT count(*) FROM rel_corrupt.bqx_eurusd")[0][0]
     # February was not touched
-    assert (tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=02" / "part-0.parquet").read_bytes() == feb
+    assert (
+        tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=02" / "part-0.parquet"
+    ).read_bytes() == feb
 
 
 def test_least_privilege_role_with_password_runs_and_nothing_leaks_it(source, tmp_path, pg_server):
@@ -304,20 +391,33 @@ def test_least_privilege_role_with_password_runs_and_nothing_leaks_it(source, tm
     query(source, f"GRANT SELECT ON ALL TABLES IN SCHEMA {SRC} TO bqx_etl")
     query(source, "CREATE SCHEMA rel_lp_out AUTHORIZATION bqx_etl")
     url = f"postgresql+psycopg2://bqx_etl:{password}@127.0.0.1:{pg_server.port}/bqx"
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="rel_lp_out", pairs=["eurusd"],
-                       start="2017-02", end="2017-02", families=["bqx", "technical_rate"])
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema="rel_lp_out",
+        pairs=["eurusd"],
+        start="2017-02",
+        end="2017-02",
+        families=["bqx", "technical_rate"],
+    )
     outputs = []
-    for argv in (["features", "--config", str(cfg)], ["features", "--config", str(cfg), "--dry-run"],
-                 ["check", "--config", str(cfg)], ["check", "--config", str(cfg), "--json"],
-                 ["db", "url", "--config", str(cfg)], ["db", "status", "--config", str(cfg)]):
+    for argv in (
+        ["features", "--config", str(cfg)],
+        ["features", "--config", str(cfg), "--dry-run"],
+        ["check", "--config", str(cfg)],
+        ["check", "--config", str(cfg), "--json"],
+        ["db", "url", "--config", str(cfg)],
+        ["db", "status", "--config", str(cfg)],
+    ):
         proc = run_cli(argv, cwd=tmp_path, env=cli_env(url))
         outputs.append(proc.stdout + proc.stderr)
         if argv[0] == "features":
             assert proc.returncode == 0, proc.stderr
     assert query(source, "SELECT count(*) FROM rel_lp_out.bqx_eurusd")[0][0] > 0
     # the role really is least-privileged: it cannot write the source
-    proc = run_cli(["seed", "--config", str(cfg), "--pairs", "eurusd", "--start", "2017-02"],
-                   cwd=tmp_path, env=cli_env(url))
+    proc = run_cli(
+        ["seed", "--config", str(cfg), "--pairs", "eurusd", "--start", "2017-02"], cwd=tmp_path, env=cli_env(url)
+    )
     assert proc.returncode != 0 and "permission denied" in proc.stderr and "Traceback" not in proc.stderr
     outputs.append(proc.stdout + proc.stderr)
     for text in outputs:

@@ -49,9 +49,17 @@ def features(pg_url, tmp_path_factory, dask_client):
     tmp = tmp_path_factory.mktemp("report")
     # reg_rate always: SPEC §4.6 requires it, and a test that adapts to its absence cannot fail
     families = ["bqx", "bollinger_rate", "technical_rate", "reg_rate"]
-    cfg = make_config(pg_url, tmp, source_schema=SRC, output_schema=unique_schema("rep"), pairs=[PAIR],
-                      start=MONTH, end=MONTH, families=families,
-                      extra={"families": {"reg": {"windows": REG_WINDOWS}}})
+    cfg = make_config(
+        pg_url,
+        tmp,
+        source_schema=SRC,
+        output_schema=unique_schema("rep"),
+        pairs=[PAIR],
+        start=MONTH,
+        end=MONTH,
+        families=families,
+        extra={"families": {"reg": {"windows": REG_WINDOWS}}},
+    )
     result = run_features(cfg, client=dask_client, out=io.StringIO())
     assert result.exit_code == 0, result.failures
     return cfg
@@ -146,10 +154,23 @@ class DevTools:
 @contextlib.contextmanager
 def headless_chromium(binary: str, profile: Path):
     """A headless Chromium with remote debugging on a free port; yields the port."""
-    args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
-            f"--user-data-dir={profile}", "--window-size=1400,1200", "about:blank"]
+    args = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--remote-debugging-port=0",
+        "--remote-allow-origins=*",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1200",
+        "about:blank",
+    ]
     log = open(profile.parent / "chromium.log", "w")  # noqa: SIM115 - closed below
     # TMPDIR: Chromium's singleton socket folder goes to a short-lived folder of ours (short
     # path: a Unix socket path is limited to 107 bytes) instead of staying in /tmp for good
@@ -237,8 +258,15 @@ def test_report_renders_in_headless_chromium(features, tmp_path, chromium):
 def test_report_without_reg_outputs_says_so(features, tmp_path):
     parquet = tmp_path / "parquet"
     shutil.copytree(features.output.parquet_dir, parquet, ignore=shutil.ignore_patterns("reg_rate"))
-    cfg = make_config("postgresql://unused@127.0.0.1:1/x", tmp_path, source_schema=SRC, output_schema="unused",
-                      pairs=[PAIR], start=MONTH, end=MONTH)
+    cfg = make_config(
+        "postgresql://unused@127.0.0.1:1/x",
+        tmp_path,
+        source_schema=SRC,
+        output_schema="unused",
+        pairs=[PAIR],
+        start=MONTH,
+        end=MONTH,
+    )
     import dataclasses
 
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, parquet_dir=str(parquet)))
@@ -263,16 +291,30 @@ def test_missing_month_or_pair_is_one_line_error(features):
 def test_report_command_prints_only_its_path(features, tmp_path):
     families = ", ".join(f'"{f}"' for f in registry.all_families())
     cfg = tmp_path / "r.toml"
-    cfg.write_text(f'[run]\npairs = ["{PAIR}"]\n[families]\nenabled = [{families}]\n'
-                   f'[output]\nparquet_dir = "{features.output.parquet_dir}"\n')
+    cfg.write_text(
+        f'[run]\npairs = ["{PAIR}"]\n[families]\nenabled = [{families}]\n'
+        f'[output]\nparquet_dir = "{features.output.parquet_dir}"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
-    proc = subprocess.run([sys.executable, "-m", "bqxdask", "report", "--config", str(cfg), "--pair", PAIR,
-                           "--month", MONTH], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bqxdask", "report", "--config", str(cfg), "--pair", PAIR, "--month", MONTH],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"report: reports/{PAIR}-{MONTH}.html\n" and proc.stderr == ""
     assert (tmp_path / "reports" / f"{PAIR}-{MONTH}.html").is_file()
-    bad = subprocess.run([sys.executable, "-m", "bqxdask", "report", "--config", str(cfg), "--pair", PAIR,
-                          "--month", "2017-07"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bqxdask", "report", "--config", str(cfg), "--pair", PAIR, "--month", "2017-07"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: report eurusd 2017-07: no Parquet output") and bad.stderr.count("\n") == 1
 
@@ -280,7 +322,9 @@ def test_report_command_prints_only_its_path(features, tmp_path):
 def test_check_measures_parquet_bytes_per_value_on_real_outputs(features):
     from bqxdask import readiness
 
-    measured = readiness.measured_parquet_ratio(features.output.parquet_dir, ["bqx", "technical_rate", "statistics_rate"])
+    measured = readiness.measured_parquet_ratio(
+        features.output.parquet_dir, ["bqx", "technical_rate", "statistics_rate"]
+    )
     assert set(measured) == {"bqx", "technical_rate"}  # no statistics output was made
     for ratio, files in measured.values():
         assert files == 1 and 0.3 < ratio < 2.0
@@ -329,9 +373,17 @@ class _Recorder(io.TextIOBase):
 
 
 def test_dashboard_answers_while_a_run_is_live(pg_url, tmp_path, features):
-    cfg = make_config(pg_url, tmp_path, source_schema=SRC, output_schema=unique_schema("dash"), pairs=[PAIR],
-                      start=MONTH, end=MONTH, families=["bqx"],
-                      extra={"cluster": {"n_workers": 1, "memory_limit": "1GiB", "dashboard_address": ":0"}})
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=unique_schema("dash"),
+        pairs=[PAIR],
+        start=MONTH,
+        end=MONTH,
+        families=["bqx"],
+        extra={"cluster": {"n_workers": 1, "memory_limit": "1GiB", "dashboard_address": ":0"}},
+    )
     stream = _Recorder()
     outcome: dict = {}
 

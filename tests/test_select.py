@@ -45,11 +45,29 @@ SRC = "src_select"
 MONTHS = ("2017-01", "2017-03")
 HORIZONS = (15, 60)
 #: small forests and 3 folds: what is tested is the plumbing and that the control finds signal
-SMALL = {"n_estimators": 12, "max_depth": 6, "max_train_rows": 5000, "tree_rows": 2000, "max_importance_rows": 1000,
-         "permutation_repeats": 1, "folds": 3, "horizons": list(HORIZONS)}
+SMALL = {
+    "n_estimators": 12,
+    "max_depth": 6,
+    "max_train_rows": 5000,
+    "tree_rows": 2000,
+    "max_importance_rows": 1000,
+    "permutation_repeats": 1,
+    "folds": 3,
+    "horizons": list(HORIZONS),
+}
 OUTPUTS = ("dataset.parquet", "ranking.csv", "metrics.json", "top_features.html")
-RANKING_COLUMNS = ["feature", "target", "horizon", "kind", "cluster", "importance", "importance_std", "p_value",
-                   "significant", "rank"]
+RANKING_COLUMNS = [
+    "feature",
+    "target",
+    "horizon",
+    "kind",
+    "cluster",
+    "importance",
+    "importance_std",
+    "p_value",
+    "significant",
+    "rank",
+]
 TARGETS = [f"target_h{h}" for h in HORIZONS] + [f"target_vol_h{h}" for h in HORIZONS]
 #: column stems of the backward volatility features (SPEC §9: std, rmse, ATR, Bollinger width, IQR)
 VOLATILITY = ("std_", "_rmse", "atr_", "bb_width_", "iqr_", "_bqx_std", "agg_bqx_volatility", "agg_bqx_range")
@@ -63,9 +81,17 @@ def features_cfg(pg_url, tmp_path_factory, dask_client):
     """EURUSD 2017-01..03 in PostgreSQL, every registered family computed by the pipeline."""
     load_bars(pg_url, SRC, "eurusd", eurusd(3))
     tmp = tmp_path_factory.mktemp("select")
-    cfg = make_config(pg_url, tmp, source_schema=SRC, output_schema=unique_schema("sel"), pairs=["eurusd"],
-                      start=MONTHS[0], end=MONTHS[1], families=list(registry.all_families()),
-                      extra={"output": {"write_sql": False}})
+    cfg = make_config(
+        pg_url,
+        tmp,
+        source_schema=SRC,
+        output_schema=unique_schema("sel"),
+        pairs=["eurusd"],
+        start=MONTHS[0],
+        end=MONTHS[1],
+        families=list(registry.all_families()),
+        extra={"output": {"write_sql": False}},
+    )
     result = run_features(cfg, client=dask_client, out=io.StringIO())
     assert result.exit_code == 0, result.failures
     return with_overrides(cfg, families={f"select.{k}": v for k, v in SMALL.items()})
@@ -164,8 +190,9 @@ def test_control_target_finds_volatility_on_real_bars(selected):
 def _volatility(feature: str) -> bool:
     """A backward volatility feature by name (on the BQX series, a band is mean ± 2σ of returns)."""
     family, column, _ = parse_feature(feature)
-    return any(v in column for v in VOLATILITY) or (family == "bollinger_bqx" and column.startswith(("bb_upper",
-                                                                                                     "bb_lower")))
+    return any(v in column for v in VOLATILITY) or (
+        family == "bollinger_bqx" and column.startswith(("bb_upper", "bb_lower"))
+    )
 
 
 def test_dataset_file_layout(dataset, selected):
@@ -199,14 +226,18 @@ def test_control_target_is_the_future_path_length(dataset, series):
         got = dataset[f"target_vol_h{h}"].to_numpy()
         for i in (0, 1, 777, len(rows) // 2, len(rows) - 1):
             t = rows[i]
-            expected = np.abs(np.diff(idx[t:t + h + 1])).sum() / idx[t]
+            expected = np.abs(np.diff(idx[t : t + h + 1])).sum() / idx[t]
             assert abs(got[i] - expected) <= 1e-12 * expected
 
 
 def test_lag_is_value_60_rows_earlier(dataset, series):
     rows = dataset["row"].to_numpy()
-    for col in ("bqx__w15_bqx_return", "technical_rate__rsi_14", "statistics_bqx__skew_30",
-                *[c for c in series.columns if c.startswith("reg_")][:3]):
+    for col in (
+        "bqx__w15_bqx_return",
+        "technical_rate__rsi_14",
+        "statistics_bqx__skew_30",
+        *[c for c in series.columns if c.startswith("reg_")][:3],
+    ):
         lagged = dataset[feature_name(*parse_feature(col)[:2], 60)].to_numpy()
         src = rows - 60
         expected = np.where(src >= 0, series[col].to_numpy()[np.maximum(src, 0)], np.nan)
@@ -221,12 +252,17 @@ def test_lags_stay_within_their_pair(features_cfg, dask_client, tmp_path):
     month = "2017-02"
     src = Path(features_cfg.output.parquet_dir) / "bqx" / "pair=eurusd" / "year=2017" / "month=02"
     shutil.copytree(src, root / "bqx" / "pair=eurusd" / "year=2017" / "month=02")
-    cfg = with_overrides(features_cfg, run={"pairs": ["eurusd", "gbpusd"], "start": month, "end": month},
-                         output={"parquet_dir": str(root)}, families={"enabled": ["bqx"]})
+    cfg = with_overrides(
+        features_cfg,
+        run={"pairs": ["eurusd", "gbpusd"], "start": month, "end": month},
+        output={"parquet_dir": str(root)},
+        families={"enabled": ["bqx"]},
+    )
     eur = _original(features_cfg, "bqx", (month, month))
     other = eur + 1000.0  # another series, told apart by its values
-    parquet.write_unit(str(root), "bqx", "gbpusd", month, other.index.as_unit("us").asi8, list(other.columns),
-                       other.to_numpy(), {})
+    parquet.write_unit(
+        str(root), "bqx", "gbpusd", month, other.index.as_unit("us").asi8, list(other.columns), other.to_numpy(), {}
+    )
     assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
     for pair, series in (("eurusd", eur.to_numpy()), ("gbpusd", other.to_numpy())):
         ds = pd.read_parquet(root / "selection" / f"pair={pair}" / "dataset.parquet")
@@ -247,8 +283,12 @@ def _february(features_cfg, tmp_path, **families):
     for fam in SOME:
         src = Path(features_cfg.output.parquet_dir) / fam / "pair=eurusd" / "year=2017" / "month=02"
         shutil.copytree(src, root / fam / "pair=eurusd" / "year=2017" / "month=02")
-    return root, with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"},
-                                output={"parquet_dir": str(root)}, families={"enabled": list(SOME), **families})
+    return root, with_overrides(
+        features_cfg,
+        run={"start": "2017-02", "end": "2017-02"},
+        output={"parquet_dir": str(root)},
+        families={"enabled": list(SOME), **families},
+    )
 
 
 def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_path):
@@ -258,8 +298,9 @@ def test_same_inputs_same_seed_identical_outputs(features_cfg, dask_client, tmp_
     for _ in range(2):
         assert run_select(cfg, horizons=[15], out=io.StringIO(), client=dask_client) == 0
         folder = root / "selection" / "pair=eurusd"
-        copies.append({name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json",
-                                                                        "dataset.parquet")})
+        copies.append(
+            {name: (folder / name).read_bytes() for name in ("ranking.csv", "metrics.json", "dataset.parquet")}
+        )
     assert copies[0] == copies[1]
     assert json.loads(copies[0]["metrics.json"])["months"] == {"start": "2017-02", "end": "2017-02"}
 
@@ -298,8 +339,9 @@ LEAKS = {
     # a centred moving average (center=True), the classic pandas slip
     "centred_mean": lambda bqx: (bqx["rate_index"].rolling(31, center=True).mean() / bqx["rate_index"]).to_numpy(),
     # centred volatility: linear in no future move, so only the control target's check sees it
-    "centred_path_length": lambda bqx: (bqx["rate_index"].diff().abs().rolling(31, center=True).sum()
-                                        / bqx["rate_index"]).to_numpy(),
+    "centred_path_length": lambda bqx: (
+        bqx["rate_index"].diff().abs().rolling(31, center=True).sum() / bqx["rate_index"]
+    ).to_numpy(),
 }
 
 
@@ -316,8 +358,16 @@ def test_leaking_feature_fails_the_run(features_cfg, dask_client, tmp_path, kind
         lo, hi = pd.Timestamp(f"{month}-01", tz="UTC"), pd.Timestamp(f"{month}-01", tz="UTC") + pd.offsets.MonthBegin(1)
         sel = (bqx.index >= lo) & (bqx.index < hi)
         values = np.column_stack([bqx.to_numpy()[sel], leak[sel]])
-        parquet.write_unit(str(root), "bqx", "eurusd", month, bqx.index[sel].as_unit("us").asi8, columns, values,
-                           parquet.unit_metadata(str(root), "bqx", "eurusd", month))
+        parquet.write_unit(
+            str(root),
+            "bqx",
+            "eurusd",
+            month,
+            bqx.index[sel].as_unit("us").asi8,
+            columns,
+            values,
+            parquet.unit_metadata(str(root), "bqx", "eurusd", month),
+        )
     with pytest.raises(LeakageError) as info:
         run_select(cfg, out=io.StringIO(), client=dask_client)
     message = str(info.value)
@@ -336,8 +386,16 @@ def test_cli_reports_leak_as_one_line(features_cfg, tmp_path, capsys, monkeypatc
     leak = _lead(bqx["w30_bqx_return"].to_numpy(), 30)
     for month in features_cfg.months:
         sel = bqx.index.strftime("%Y-%m") == month
-        parquet.write_unit(str(root), "bqx", "eurusd", month, bqx.index[sel].as_unit("us").asi8,
-                           [*bqx.columns, "peek"], np.column_stack([bqx.to_numpy()[sel], leak[sel]]), {})
+        parquet.write_unit(
+            str(root),
+            "bqx",
+            "eurusd",
+            month,
+            bqx.index[sel].as_unit("us").asi8,
+            [*bqx.columns, "peek"],
+            np.column_stack([bqx.to_numpy()[sel], leak[sel]]),
+            {},
+        )
     config = tmp_path / "select.toml"
     config.write_text(
         f'[run]\npairs = ["eurusd"]\nstart = "{MONTHS[0]}"\nend = "{MONTHS[1]}"\nruns_dir = "{tmp_path / "runs"}"\n'
@@ -360,7 +418,7 @@ def _perturbed(bars: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
     out = bars.copy()
     factor = np.exp(np.cumsum(rng.normal(0, 5e-4, len(bars) - t - 1))) * (1 + rng.normal(0, 3e-3))
     for c in ("open", "high", "low", "close"):
-        out.loc[out.index[t + 1:], c] = out[c].to_numpy()[t + 1:] * factor
+        out.loc[out.index[t + 1 :], c] = out[c].to_numpy()[t + 1 :] * factor
     return out
 
 
@@ -378,10 +436,16 @@ def test_no_family_looks_ahead():
                 e = ref[fam].iloc[: t + 1]
                 assert a.index.equals(e.index)
                 for col in e.columns:
-                    assert_within(a[col].to_numpy(), e[col].to_numpy(), relative(1e-9, e[col]), name=f"{fam}.{col} t={t} variant {seed}")
+                    assert_within(
+                        a[col].to_numpy(),
+                        e[col].to_numpy(),
+                        relative(1e-9, e[col]),
+                        name=f"{fam}.{col} t={t} variant {seed}",
+                    )
             if seed == 0:  # the future really changed
-                assert not np.allclose(got["bqx"]["rate_index"].to_numpy()[t + 1:],
-                                       ref["bqx"]["rate_index"].to_numpy()[t + 1:])
+                assert not np.allclose(
+                    got["bqx"]["rate_index"].to_numpy()[t + 1 :], ref["bqx"]["rate_index"].to_numpy()[t + 1 :]
+                )
 
 
 def test_dataset_features_do_not_look_ahead():
@@ -390,8 +454,9 @@ def test_dataset_features_do_not_look_ahead():
     t = 20_000
     targets = targets_for((15,), control=True)
     a = build_dataset(join_families(compute_features(bars)), pair="eurusd", lags=(0, 60), targets=targets)
-    b = build_dataset(join_families(compute_features(_perturbed(bars, t, 7))), pair="eurusd", lags=(0, 60),
-                      targets=targets)
+    b = build_dataset(
+        join_families(compute_features(_perturbed(bars, t, 7))), pair="eurusd", lags=(0, 60), targets=targets
+    )
     assert a.features == b.features and np.array_equal(a.row, b.row)
     past = a.row <= t
     for j, name in enumerate(a.features):
@@ -404,8 +469,11 @@ def test_dataset_features_do_not_look_ahead():
 # --------------------------------------------------------------------------------------------
 def test_missing_month_of_parquet_is_a_clear_error(features_cfg):
     cfg = with_overrides(features_cfg, run={"end": "2017-04"})
-    with pytest.raises(OutputError, match=r"no feature Parquet for family bqx, pair eurusd, month 2017-04.*"
-                                          r"fix: run bqxdask features --pairs eurusd --start 2017-04"):
+    with pytest.raises(
+        OutputError,
+        match=r"no feature Parquet for family bqx, pair eurusd, month 2017-04.*"
+        r"fix: run bqxdask features --pairs eurusd --start 2017-04",
+    ):
         run_select(cfg, out=io.StringIO())
     cfg = with_overrides(features_cfg, run={"pairs": ["gbpusd"]})
     with pytest.raises(OutputError, match="gbpusd.*fix: run bqxdask features"):
@@ -418,12 +486,24 @@ def test_families_with_different_bars_are_refused(features_cfg, dask_client, tmp
     for fam in ("bqx", "technical_bqx"):
         src = Path(features_cfg.output.parquet_dir) / fam / "pair=eurusd" / "year=2017" / "month=02"
         shutil.copytree(src, root / fam / "pair=eurusd" / "year=2017" / "month=02")
-    cfg = with_overrides(features_cfg, run={"start": "2017-02", "end": "2017-02"}, output={"parquet_dir": str(root)},
-                         families={"enabled": ["bqx", "technical_bqx"]})
+    cfg = with_overrides(
+        features_cfg,
+        run={"start": "2017-02", "end": "2017-02"},
+        output={"parquet_dir": str(root)},
+        families={"enabled": ["bqx", "technical_bqx"]},
+    )
     tech = _original(features_cfg, "technical_bqx", ("2017-02", "2017-02"))
     tech = tech.drop(index=tech.index[500])
-    parquet.write_unit(str(root), "technical_bqx", "eurusd", "2017-02", tech.index.as_unit("us").asi8,
-                       list(tech.columns), tech.to_numpy(), {})
+    parquet.write_unit(
+        str(root),
+        "technical_bqx",
+        "eurusd",
+        "2017-02",
+        tech.index.as_unit("us").asi8,
+        list(tech.columns),
+        tech.to_numpy(),
+        {},
+    )
     with pytest.raises(OutputError, match=r"family technical_bqx has no row for eurusd at 2017-02-.*--full-refresh"):
         run_select(cfg, out=io.StringIO(), client=dask_client)
 
@@ -447,7 +527,7 @@ def test_horizon_without_bqx_window_uses_rate_index(features_cfg, series):
     idx = joined["bqx__rate_index"].to_numpy()
     for i in (0, 5000, len(ds.row) - 1):
         t = ds.row[i] + 20
-        expected = (idx[t - 20:t].sum() - 20 * idx[t]) / idx[t]
+        expected = (idx[t - 20 : t].sum() - 20 * idx[t]) / idx[t]
         assert abs(ds.Y[i, 1] - expected) <= 1e-12 * max(1.0, abs(expected))
 
 

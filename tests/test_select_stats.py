@@ -20,8 +20,16 @@ from bqxdask.select.fit import ForestParams, cluster_importance
 from bqxdask.select.significance import benjamini_hochberg, block_pvalues, spearman_clusters
 
 #: small forests: the tests are about the statistics, not the model's strength
-SMALL = {"n_estimators": 20, "max_depth": 6, "max_train_rows": 6000, "tree_rows": 2000, "max_importance_rows": 1500,
-         "permutation_repeats": 1, "folds": 3, "lags": [0]}
+SMALL = {
+    "n_estimators": 20,
+    "max_depth": 6,
+    "max_train_rows": 6000,
+    "tree_rows": 2000,
+    "max_importance_rows": 1500,
+    "permutation_repeats": 1,
+    "folds": 3,
+    "lags": [0],
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,10 +137,21 @@ def test_every_registered_column_declares_its_kind(degree):
     for name, fam in registry.all_families().items():
         for column in fam.column_names(fams):
             assert registry.column_kind(name, column) in registry.KINDS, (name, column)
-    level = {("bollinger_rate", "bb_middle_20"), ("reg_rate", "w60_const"), ("bqx", "rate_index"),
-             ("statistics_rate", "q75_30"), ("reg_rate", "w60_forecast")}
-    free = {("reg_bqx", "w60_const"), ("technical_rate", "rsi_14"), ("bollinger_rate", "bb_width_20"),
-            ("reg_rate", "w60_r2"), ("bqx", "w15_bqx_return"), ("statistics_bqx", "mean_15")}
+    level = {
+        ("bollinger_rate", "bb_middle_20"),
+        ("reg_rate", "w60_const"),
+        ("bqx", "rate_index"),
+        ("statistics_rate", "q75_30"),
+        ("reg_rate", "w60_forecast"),
+    }
+    free = {
+        ("reg_bqx", "w60_const"),
+        ("technical_rate", "rsi_14"),
+        ("bollinger_rate", "bb_width_20"),
+        ("reg_rate", "w60_r2"),
+        ("bqx", "w15_bqx_return"),
+        ("statistics_bqx", "mean_15"),
+    }
     assert {registry.column_kind(*c) for c in level} == {"level"}
     assert {registry.column_kind(*c) for c in free} == {"scale_free"}
     with pytest.raises(KeyError, match="declares no kind"):

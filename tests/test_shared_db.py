@@ -77,9 +77,17 @@ def _run_log(runs_dir: Path) -> str:
 # -- lock waits ---------------------------------------------------------------------------------
 def test_a_held_lock_is_reported_with_its_holder_and_the_run_finishes_after_release(source, tmp_path, dask_client):
     schema = unique_schema("lockwait")
-    cfg = make_config(source, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                      start=START, end=START, families=FAMILIES,
-                      extra={"database": {"lock_timeout": 2.0, "lock_wait_limit": 600.0}})
+    cfg = make_config(
+        source,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=FAMILIES,
+        extra={"database": {"lock_timeout": 2.0, "lock_wait_limit": 600.0}},
+    )
     first = run_features(cfg, client=dask_client, out=io.StringIO())
     assert first.exit_code == 0, first.failures
     conn, pid = _blocker(source, f"{schema}.bqx_eurusd")
@@ -94,8 +102,11 @@ def test_a_held_lock_is_reported_with_its_holder_and_the_run_finishes_after_rele
         assert "LOCK TABLE" in line  # the start of the blocker's query
         assert thread.is_alive()
         # the waiting backend is visible to operators under the run's name (§11)
-        waiting = query(source, "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                "AND application_name LIKE 'bqxdask/%%/worker'")
+        waiting = query(
+            source,
+            "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND application_name LIKE 'bqxdask/%%/worker'",
+        )
         assert waiting and re.fullmatch(r"bqxdask/\d{8}T\d{6}Z-[0-9a-f]{4}/worker", waiting[0][0])
     finally:
         conn.rollback()
@@ -108,11 +119,20 @@ def test_a_held_lock_is_reported_with_its_holder_and_the_run_finishes_after_rele
 
 
 def test_a_lock_never_released_fails_only_its_unit_naming_the_holder_and_a_rerun_completes(
-        source, tmp_path, dask_client):
+    source, tmp_path, dask_client
+):
     schema = unique_schema("lockstuck")
-    cfg = make_config(source, tmp_path, source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                      start=START, end=START, families=FAMILIES,
-                      extra={"database": {"lock_timeout": 1.0, "lock_wait_limit": 4.0}})
+    cfg = make_config(
+        source,
+        tmp_path,
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=FAMILIES,
+        extra={"database": {"lock_timeout": 1.0, "lock_wait_limit": 4.0}},
+    )
     assert run_features(cfg, client=dask_client, out=io.StringIO()).exit_code == 0
     conn, pid = _blocker(source, f"{schema}.bqx_eurusd")
     try:
@@ -141,13 +161,27 @@ def test_two_overlapping_cli_runs_both_succeed_and_equal_a_single_run(source, tm
     ref_dir, shared_dir = tmp_path / "single", tmp_path / "shared"
     ref_dir.mkdir()
     shared_dir.mkdir()
-    ref_cfg = write_config(ref_dir / "c.toml", source_schema=SRC, output_schema="shared_single", pairs=["eurusd"],
-                           start=START, end=END, families=FAMILIES)
+    ref_cfg = write_config(
+        ref_dir / "c.toml",
+        source_schema=SRC,
+        output_schema="shared_single",
+        pairs=["eurusd"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+    )
     single = run_cli(["features", "--config", str(ref_cfg)], cwd=ref_dir, env=cli_env(source))
     assert single.returncode == 0, single.stderr
 
-    cfg = write_config(shared_dir / "c.toml", source_schema=SRC, output_schema="shared_twice", pairs=["eurusd"],
-                       start=START, end=END, families=FAMILIES)
+    cfg = write_config(
+        shared_dir / "c.toml",
+        source_schema=SRC,
+        output_schema="shared_twice",
+        pairs=["eurusd"],
+        start=START,
+        end=END,
+        families=FAMILIES,
+    )
     marker = tmp_path / "first-run-holds-a-unit"
     env_a = cli_env(source, BQX_FAULT=f"sql-before-commit:{marker}:45")
     run_a = start_cli(["features", "--config", str(cfg)], cwd=shared_dir, env=env_a)
@@ -167,13 +201,23 @@ def test_two_overlapping_cli_runs_both_succeed_and_equal_a_single_run(source, tm
 # -- the stall report ---------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_stuck_worker_is_reported_by_unit_and_stage(source, tmp_path):
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="shared_stall", pairs=["eurusd"],
-                       start=START, end=START, families=["bqx"], workers=1)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema="shared_stall",
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=["bqx"],
+        workers=1,
+    )
     marker = tmp_path / "stuck-in-compute"
     env = cli_env(source, BQX_FAULT=f"compute:{marker}:12", BQX_RUN__STALL_SECONDS="3")
     proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(rf"stalled \d+ s \(no unit finished\): worker \S+ is in compute of eurusd {START} bqx", proc.stderr)
+    assert re.search(
+        rf"stalled \d+ s \(no unit finished\): worker \S+ is in compute of eurusd {START} bqx", proc.stderr
+    )
     summary = latest_summary(tmp_path / "runs")
     busy = [b for stall in summary["stalls"] for b in stall["busy"]]
     assert any(b["stage"] == "compute" and b["unit"] == f"eurusd {START} bqx" for b in busy)
@@ -188,8 +232,15 @@ def test_a_database_stopped_for_good_ends_the_run_with_one_line_and_a_rerun_comp
     server.start()
     try:
         load_bars(server.url, SRC, "eurusd", eurusd(2))
-        cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema="vanish", pairs=["eurusd"],
-                           start=START, end=END, families=FAMILIES)
+        cfg = write_config(
+            tmp_path / "c.toml",
+            source_schema=SRC,
+            output_schema="vanish",
+            pairs=["eurusd"],
+            start=START,
+            end=END,
+            families=FAMILIES,
+        )
         marker = tmp_path / "computing"
         env = cli_env(server.url, BQX_FAULT=f"compute:{marker}:4")
         proc = start_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=env)
@@ -217,8 +268,15 @@ def test_an_unwritable_parquet_dir_is_refused_before_any_work(source, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")
     schema = "shared_badout"
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                       start=START, end=START, families=["bqx"])
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=["bqx"],
+    )
     text = cfg.read_text().replace(f'parquet_dir = "{tmp_path / "parquet"}"', f'parquet_dir = "{blocker / "parquet"}"')
     assert text != cfg.read_text()
     cfg.write_text(text)
@@ -233,10 +291,16 @@ def test_an_unwritable_parquet_dir_is_refused_before_any_work(source, tmp_path):
 def test_a_failing_unit_reaches_the_terminal_as_one_line_without_the_workers_traceback(source, tmp_path):
     schema = "shared_wrongtype"
     query(source, f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    query(source, f"CREATE TABLE IF NOT EXISTS {schema}.bqx_eurusd (time timestamptz PRIMARY KEY, "
-                  "w15_bqx_return text)")
-    cfg = write_config(tmp_path / "c.toml", source_schema=SRC, output_schema=schema, pairs=["eurusd"],
-                       start=START, end=START, families=["bqx"])
+    query(source, f"CREATE TABLE IF NOT EXISTS {schema}.bqx_eurusd (time timestamptz PRIMARY KEY, w15_bqx_return text)")
+    cfg = write_config(
+        tmp_path / "c.toml",
+        source_schema=SRC,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=["bqx"],
+    )
     proc = run_cli(["features", "--config", str(cfg)], cwd=tmp_path, env=cli_env(source), timeout=600)
     assert proc.returncode == 1
     both = proc.stdout + proc.stderr
@@ -252,19 +316,33 @@ def test_source_rows_with_a_null_time_are_counted_and_quarantined(pg_url, tmp_pa
     src = "src_nulltime"
     bars = eurusd(1).iloc[:5000]
     load_bars(pg_url, src, "eurusd", bars, primary_key=False)
-    query(pg_url, f"INSERT INTO {src}.m1_eurusd (time, open, high, low, close, volume) "
-                  "VALUES (NULL, 1.05, 1.06, 1.04, 1.055, 0), (NULL, 1.05, 1.06, 1.04, 1.051, 0)")
+    query(
+        pg_url,
+        f"INSERT INTO {src}.m1_eurusd (time, open, high, low, close, volume) "
+        "VALUES (NULL, 1.05, 1.06, 1.04, 1.055, 0), (NULL, 1.05, 1.06, 1.04, 1.051, 0)",
+    )
     schema = unique_schema("nulltime")
-    cfg = make_config(pg_url, tmp_path, source_schema=src, output_schema=schema, pairs=["eurusd"],
-                      start=START, end=START, families=["bqx"])
+    cfg = make_config(
+        pg_url,
+        tmp_path,
+        source_schema=src,
+        output_schema=schema,
+        pairs=["eurusd"],
+        start=START,
+        end=START,
+        families=["bqx"],
+    )
     result = run_features(cfg, client=dask_client, out=io.StringIO())
     assert result.exit_code == 0, result.failures
     assert result.null_time == {"eurusd": 2}
     assert result.rejected >= 2
-    rows = query(pg_url, f"SELECT reason FROM {schema}.rejected_bars WHERE pair = 'eurusd' AND time IS NULL "
-                         "ORDER BY reason")
-    assert [r[0] for r in rows] == ["time is NULL (open=1.05, high=1.06, low=1.04, close=1.051)",
-                                   "time is NULL (open=1.05, high=1.06, low=1.04, close=1.055)"]
+    rows = query(
+        pg_url, f"SELECT reason FROM {schema}.rejected_bars WHERE pair = 'eurusd' AND time IS NULL ORDER BY reason"
+    )
+    assert [r[0] for r in rows] == [
+        "time is NULL (open=1.05, high=1.06, low=1.04, close=1.051)",
+        "time is NULL (open=1.05, high=1.06, low=1.04, close=1.055)",
+    ]
     summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
     assert summary["totals"]["null_time_rows"] == 2
     assert f"2 row(s) of {src}.m1_eurusd have a NULL time" in _run_log(tmp_path / "runs")

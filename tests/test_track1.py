@@ -71,8 +71,16 @@ def ref_bollinger_talib(x: np.ndarray) -> dict[str, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
             percent_b = np.where(width > 0, (x - lower) / width, np.nan)
         slope = np.concatenate([[np.nan], np.diff(width)])
-        out.update({f"bb_middle_{n}": middle, f"bb_upper_{n}": upper, f"bb_lower_{n}": lower,
-                    f"bb_width_{n}": width, f"bb_percent_b_{n}": percent_b, f"bb_slope_{n}": slope})
+        out.update(
+            {
+                f"bb_middle_{n}": middle,
+                f"bb_upper_{n}": upper,
+                f"bb_lower_{n}": lower,
+                f"bb_width_{n}": width,
+                f"bb_percent_b_{n}": percent_b,
+                f"bb_slope_{n}": slope,
+            }
+        )
     return out
 
 
@@ -98,18 +106,33 @@ def ref_technical_rate(o, h, low, c) -> dict[str, np.ndarray]:
     macd, signal, hist = talib.MACD(c, 12, 26, 9)
     k, d = talib.STOCH(h, low, c, 14, 3, talib.MA_Type.SMA, 3, talib.MA_Type.SMA)
     return {
-        "rsi_14": talib.RSI(c, 14), "rsi_21": talib.RSI(c, 21),
-        "macd": macd, "macd_signal": signal, "macd_hist": hist, "stoch_k": k, "stoch_d": d,
-        "adx_14": talib.ADX(h, low, c, 14), "plus_di_14": talib.PLUS_DI(h, low, c, 14),
-        "minus_di_14": talib.MINUS_DI(h, low, c, 14), "cci_20": talib.CCI(h, low, c, 20),
-        "willr_14": talib.WILLR(h, low, c, 14), "roc_12": talib.ROC(c, 12), "atr_14": talib.ATR(h, low, c, 14),
+        "rsi_14": talib.RSI(c, 14),
+        "rsi_21": talib.RSI(c, 21),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "stoch_k": k,
+        "stoch_d": d,
+        "adx_14": talib.ADX(h, low, c, 14),
+        "plus_di_14": talib.PLUS_DI(h, low, c, 14),
+        "minus_di_14": talib.MINUS_DI(h, low, c, 14),
+        "cci_20": talib.CCI(h, low, c, 20),
+        "willr_14": talib.WILLR(h, low, c, 14),
+        "roc_12": talib.ROC(c, 12),
+        "atr_14": talib.ATR(h, low, c, 14),
     }
 
 
 def ref_technical_bqx(x) -> dict[str, np.ndarray]:
     macd, signal, hist = talib.MACD(x, 12, 26, 9)
-    return {"rsi_14": talib.RSI(x, 14), "rsi_21": talib.RSI(x, 21), "macd": macd, "macd_signal": signal,
-            "macd_hist": hist, "mom_12": talib.MOM(x, 12)}
+    return {
+        "rsi_14": talib.RSI(x, 14),
+        "rsi_21": talib.RSI(x, 21),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "mom_12": talib.MOM(x, 12),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,25 +168,53 @@ def spec_columns() -> dict[str, list[str]]:
     """Column names typed from SPEC §4.2–4.6 for the default parameters, independently of the code."""
     bqx = []
     for w in (15, 30, 45, 60, 75):
-        bqx += [f"w{w}_bqx_return", f"w{w}_bqx_endpoint", f"w{w}_bqx_max", f"w{w}_bqx_min",
-                f"w{w}_bqx_avg", f"w{w}_bqx_std"]
+        bqx += [
+            f"w{w}_bqx_return",
+            f"w{w}_bqx_endpoint",
+            f"w{w}_bqx_max",
+            f"w{w}_bqx_min",
+            f"w{w}_bqx_avg",
+            f"w{w}_bqx_std",
+        ]
     bqx += ["agg_bqx_range", "agg_bqx_volatility", "rate_index"]
-    bollinger = [f"bb_{s}_{n}" for n in (20, 30, 60, 120)
-                 for s in ("middle", "upper", "lower", "width", "percent_b", "slope")]
-    statistics = [f"{s}_{n}" for n in (15, 30, 60, 120)
-                  for s in ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt",
-                            "zscore", "autocorr1")]
-    reg = [f"w{w}_{s}" for w in (15, 30, 45, 60, 75, 90, 150, 240, 390, 630)
-           for s in ("quad", "lin", "const", "quad_term", "lin_term", "pred", "resid", "slope", "forecast",
-                     "r2", "rmse")]
+    bollinger = [
+        f"bb_{s}_{n}" for n in (20, 30, 60, 120) for s in ("middle", "upper", "lower", "width", "percent_b", "slope")
+    ]
+    statistics = [
+        f"{s}_{n}"
+        for n in (15, 30, 60, 120)
+        for s in ("mean", "std", "min", "max", "median", "q25", "q75", "iqr", "skew", "kurt", "zscore", "autocorr1")
+    ]
+    reg = [
+        f"w{w}_{s}"
+        for w in (15, 30, 45, 60, 75, 90, 150, 240, 390, 630)
+        for s in ("quad", "lin", "const", "quad_term", "lin_term", "pred", "resid", "slope", "forecast", "r2", "rmse")
+    ]
     return {
         "bqx": bqx,
-        "bollinger_rate": bollinger, "bollinger_bqx": bollinger,
-        "statistics_rate": statistics, "statistics_bqx": statistics,
-        "technical_rate": ["rsi_14", "rsi_21", "macd", "macd_signal", "macd_hist", "stoch_k", "stoch_d",
-                           "adx_14", "plus_di_14", "minus_di_14", "cci_20", "willr_14", "roc_12", "atr_14"],
+        "bollinger_rate": bollinger,
+        "bollinger_bqx": bollinger,
+        "statistics_rate": statistics,
+        "statistics_bqx": statistics,
+        "technical_rate": [
+            "rsi_14",
+            "rsi_21",
+            "macd",
+            "macd_signal",
+            "macd_hist",
+            "stoch_k",
+            "stoch_d",
+            "adx_14",
+            "plus_di_14",
+            "minus_di_14",
+            "cci_20",
+            "willr_14",
+            "roc_12",
+            "atr_14",
+        ],
         "technical_bqx": ["rsi_14", "rsi_21", "macd", "macd_signal", "macd_hist", "mom_12"],
-        "reg_rate": reg, "reg_bqx": reg,
+        "reg_rate": reg,
+        "reg_bqx": reg,
     }
 
 
@@ -180,12 +231,23 @@ def test_registered_columns_are_the_spec_names():
 
 def test_track1_registration():
     inputs_ = {f: registry.get(f).input for f in TRACK1}
-    assert inputs_ == {"bollinger_rate": "idx", "bollinger_bqx": "bqx", "statistics_rate": "idx",
-                       "statistics_bqx": "bqx", "technical_rate": "ohlc", "technical_bqx": "bqx"}
+    assert inputs_ == {
+        "bollinger_rate": "idx",
+        "bollinger_bqx": "bqx",
+        "statistics_rate": "idx",
+        "statistics_bqx": "bqx",
+        "technical_rate": "ohlc",
+        "technical_bqx": "bqx",
+    }
     lookback = {f: registry.get(f).total_lookback(CFG) for f in TRACK1}
-    assert lookback == {"bollinger_rate": 120, "bollinger_bqx": 120 + SERIES_WINDOW,
-                        "statistics_rate": 120, "statistics_bqx": 120 + SERIES_WINDOW,
-                        "technical_rate": CFG.technical.warmup, "technical_bqx": CFG.technical.warmup + SERIES_WINDOW}
+    assert lookback == {
+        "bollinger_rate": 120,
+        "bollinger_bqx": 120 + SERIES_WINDOW,
+        "statistics_rate": 120,
+        "statistics_bqx": 120 + SERIES_WINDOW,
+        "technical_rate": CFG.technical.warmup,
+        "technical_bqx": CFG.technical.warmup + SERIES_WINDOW,
+    }
     assert registry.warmup_rows(CFG, TRACK1) == CFG.technical.warmup + SERIES_WINDOW
 
 
@@ -208,8 +270,9 @@ def test_bollinger_equals_talib_and_exact(dataset, series):
     frame = got[f"bollinger_{series}"]
     assert_frame_close(f"bollinger_{series}", frame, lift(ref_bollinger_talib(x), len(idx)), " vs TA-Lib")
     for name, expected in lift(ref_bollinger_exact(x), len(idx)).items():
-        assert_spec(frame[name].to_numpy(), expected, f"bollinger_{series}", name,
-                    name=f"bollinger_{series}.{name} vs exact")
+        assert_spec(
+            frame[name].to_numpy(), expected, f"bollinger_{series}", name, name=f"bollinger_{series}.{name} vs exact"
+        )
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -288,7 +351,7 @@ def test_partition_equals_whole_series(family):
         start = max(0, cut - lookback)
         part = compute_features(bars.iloc[start:end], [family], baseline=base)[family]
         ref = whole[family].iloc[cut:end]
-        got = part.iloc[cut - start:]
+        got = part.iloc[cut - start :]
         assert got.index.equals(ref.index)
         assert_frame_close(family, got, {c: ref[c].to_numpy() for c in ref.columns}, f" (cut at row {cut})")
         if not family.startswith("technical"):
@@ -302,7 +365,7 @@ def test_windowed_lookback_is_tight(family):
     bars, whole = two_months()
     lookback = registry.get(family).total_lookback(CFG)
     cut = 20_000
-    part = compute_features(bars.iloc[cut - lookback + 1: cut + 10], [family])[family]
+    part = compute_features(bars.iloc[cut - lookback + 1 : cut + 10], [family])[family]
     column = "bb_slope_120" if family.startswith("bollinger") else "autocorr1_120"
     assert np.isfinite(whole[family][column].iloc[cut])
     assert np.isnan(part[column].iloc[-11])
@@ -319,9 +382,9 @@ def technical_warmup_ratio(warmup: int, datasets, *, step: int, tail: int = 2000
             whole = kernel(*arrays)
             n = len(arrays[0])
             for cut in range(warmup + step // 2, n, step):
-                part = kernel(*[a[cut - warmup: cut + tail] for a in arrays])
+                part = kernel(*[a[cut - warmup : cut + tail] for a in arrays])
                 for name, ref in whole.items():
-                    r, g = ref[cut: cut + tail], part[name][warmup:]
+                    r, g = ref[cut : cut + tail], part[name][warmup:]
                     assert np.array_equal(np.isnan(r), np.isnan(g)), (name, cut)
                     ratio = tolerance_ratio(g, r, tolerance("technical", name, r))
                     worst = max(worst, float(np.nanmax(ratio, initial=0.0)))
@@ -355,13 +418,15 @@ def test_rows_depend_only_on_the_past():
     perturbed = bars.copy()
     factor = 1.0 + rng.normal(0.0, 0.002, len(bars) - t - 1)
     for c in ("open", "high", "low", "close"):
-        perturbed.loc[t + 1:, c] = perturbed.loc[t + 1:, c].to_numpy() * factor
+        perturbed.loc[t + 1 :, c] = perturbed.loc[t + 1 :, c].to_numpy() * factor
     after = compute_features(perturbed, list(TRACK1), baseline=float(bars["close"].iloc[0]))
     for family in TRACK1:
-        np.testing.assert_array_equal(after[family].iloc[: t + 1].to_numpy(), base[family].iloc[: t + 1].to_numpy(),
-                                      err_msg=family)
-        assert not np.allclose(after[family].iloc[t + 1:].to_numpy(), base[family].iloc[t + 1:].to_numpy(),
-                               equal_nan=True), family
+        np.testing.assert_array_equal(
+            after[family].iloc[: t + 1].to_numpy(), base[family].iloc[: t + 1].to_numpy(), err_msg=family
+        )
+        assert not np.allclose(
+            after[family].iloc[t + 1 :].to_numpy(), base[family].iloc[t + 1 :].to_numpy(), equal_nan=True
+        ), family
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +437,7 @@ def test_flat_windows_give_nan_not_noise():
     bars = eurusd(1).iloc[:8000].copy()
     lo, hi = 4000, 4300
     level = bars["close"].iloc[lo - 1]
-    bars.loc[lo:hi - 1, ["open", "high", "low", "close"]] = level
+    bars.loc[lo : hi - 1, ["open", "high", "low", "close"]] = level
     got = compute_features(bars, ["bqx", *TRACK1])
     idx, bqx = inputs(got["bqx"])
     for series, x in (("rate", idx), ("bqx", bqx)):
@@ -383,15 +448,17 @@ def test_flat_windows_give_nan_not_noise():
             assert flat.sum() >= 300 - n - SERIES_WINDOW, (series, n)
             for s in ("skew", "kurt", "zscore"):
                 col = stats[f"{s}_{n}"].to_numpy()
-                np.testing.assert_array_equal(np.isnan(col[off + n - 1:]), flat[off + n - 1:], err_msg=f"{s}_{n}")
+                np.testing.assert_array_equal(np.isnan(col[off + n - 1 :]), flat[off + n - 1 :], err_msg=f"{s}_{n}")
             np.testing.assert_array_equal(stats[f"std_{n}"].to_numpy()[flat], 0.0)
             lagged = flat | np.concatenate([[False], flat[:-1]])
             col = stats[f"autocorr1_{n}"].to_numpy()
-            np.testing.assert_array_equal(np.isnan(col[off + n:]), lagged[off + n:], err_msg=f"autocorr1_{n}")
+            np.testing.assert_array_equal(np.isnan(col[off + n :]), lagged[off + n :], err_msg=f"autocorr1_{n}")
         for n in PERIODS:
             flat = padded(flat_windows(x, n), len(idx)) == 1
             col = bands[f"bb_percent_b_{n}"].to_numpy()
-            np.testing.assert_array_equal(np.isnan(col[off + n - 1:]), flat[off + n - 1:], err_msg=f"bb_percent_b_{n}")
+            np.testing.assert_array_equal(
+                np.isnan(col[off + n - 1 :]), flat[off + n - 1 :], err_msg=f"bb_percent_b_{n}"
+            )
             np.testing.assert_array_equal(bands[f"bb_width_{n}"].to_numpy()[flat], 0.0)
         # and every value, flat or nearly flat, still equals the references
         assert_frame_close(f"statistics_{series}", stats, lift(ref_statistics(x), len(idx)))
@@ -433,7 +500,7 @@ def test_constant_prices_give_no_inf():
             assert got["statistics_bqx"][f"{s}_{n}"].isna().all()
     for n in PERIODS:
         assert got["bollinger_rate"][f"bb_percent_b_{n}"].isna().all()
-        assert (got["bollinger_rate"][f"bb_width_{n}"].iloc[n - 1:] == 0).all()
+        assert (got["bollinger_rate"][f"bb_width_{n}"].iloc[n - 1 :] == 0).all()
 
 
 def test_talib_never_sees_an_interior_nan():
@@ -448,12 +515,15 @@ def test_talib_never_sees_an_interior_nan():
         technical_mod.technical_rate(o, h, low, o)
 
 
-@pytest.mark.parametrize("params, family, key", [
-    ({"statistics": {"windows": [3, 30]}}, "statistics_rate", "families.statistics.windows"),
-    ({"bollinger": {"periods": [1]}}, "bollinger_bqx", "families.bollinger.periods"),
-    ({"bollinger": {"k": 0.0}}, "bollinger_rate", "families.bollinger.k"),
-    ({"technical": {"warmup": 100}}, "technical_rate", "families.technical.warmup"),
-])
+@pytest.mark.parametrize(
+    "params, family, key",
+    [
+        ({"statistics": {"windows": [3, 30]}}, "statistics_rate", "families.statistics.windows"),
+        ({"bollinger": {"periods": [1]}}, "bollinger_bqx", "families.bollinger.periods"),
+        ({"bollinger": {"k": 0.0}}, "bollinger_rate", "families.bollinger.k"),
+        ({"technical": {"warmup": 100}}, "technical_rate", "families.technical.warmup"),
+    ],
+)
 def test_bad_parameters_fail_before_computing(params, family, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
         families_config(params)

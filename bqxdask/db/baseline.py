@@ -21,8 +21,9 @@ from .source import SourceTable, read_from
 _BATCH = 10_000
 
 
-def resolve_baseline(conn: psycopg2.extensions.connection, src: SourceTable, output_schema: str,
-                     setting: str, *, store: bool = True) -> Baseline:
+def resolve_baseline(
+    conn: psycopg2.extensions.connection, src: SourceTable, output_schema: str, setting: str, *, store: bool = True
+) -> Baseline:
     """Read B from ``baseline_rates`` or find it — and store it unless ``store`` is false (dry runs)."""
     table = qualified(output_schema, "baseline_rates")
     with conn.cursor() as cur:
@@ -45,7 +46,9 @@ def resolve_baseline(conn: psycopg2.extensions.connection, src: SourceTable, out
             conn.rollback()
             return found
         cur.execute(
-            sql.SQL("INSERT INTO {} (pair, time, close) VALUES (%s, %s, %s) ON CONFLICT (pair) DO NOTHING").format(table),
+            sql.SQL("INSERT INTO {} (pair, time, close) VALUES (%s, %s, %s) ON CONFLICT (pair) DO NOTHING").format(
+                table
+            ),
             (src.pair, found.time, found.close),
         )
         cur.execute(sql.SQL("SELECT time, close FROM {} WHERE pair = %s").format(table), (src.pair,))

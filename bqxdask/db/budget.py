@@ -23,8 +23,10 @@ def connections_needed(workers: int, per_worker: int, urls_on_server: int = 1) -
 def describe_need(workers: int, per_worker: int, urls_on_server: int = 1) -> str:
     """``17 (8 workers × 2 + 1 client)``: :func:`connections_needed` with how it adds up."""
     twice = " × 2 URLs" if urls_on_server == 2 else ""
-    return (f"{connections_needed(workers, per_worker, urls_on_server)} ({workers} workers × {per_worker}{twice} "
-            f"+ {urls_on_server} client)")
+    return (
+        f"{connections_needed(workers, per_worker, urls_on_server)} ({workers} workers × {per_worker}{twice} "
+        f"+ {urls_on_server} client)"
+    )
 
 
 def same_server(a: str, b: str) -> bool:
@@ -56,13 +58,16 @@ class ServerBudget:
 
 def server_budget(cur: psycopg2.extensions.cursor) -> ServerBudget:
     """Read the server's connection limits and current use (other sessions only)."""
-    cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-                (["max_connections", "superuser_reserved_connections", "reserved_connections"],))
+    cur.execute(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+        (["max_connections", "superuser_reserved_connections", "reserved_connections"],),
+    )
     s = {name: int(value) for name, value in cur.fetchall()}
     max_c = s.get("max_connections", 0)
     reserved = s.get("superuser_reserved_connections", 0) + s.get("reserved_connections", 0)
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()")
+    cur.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
     current = int(cur.fetchone()[0])
     free = max(0, max_c - reserved - current)
     capped_by = None
@@ -76,8 +81,9 @@ def server_budget(cur: psycopg2.extensions.cursor) -> ServerBudget:
         if role_free < free:
             free, capped_by = role_free, f"role CONNECTION LIMIT {role_limit}"
     if db_limit >= 0:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()")
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         db_free = max(0, db_limit - int(cur.fetchone()[0]))
         if db_free < free:
             free, capped_by = db_free, f"database CONNECTION LIMIT {db_limit}"

@@ -26,8 +26,13 @@ SESSION_OPTIONS = "-c TimeZone=UTC -c statement_timeout=0"
 #: libpq keepalives: a silent peer is probed after 10 s idle, every 5 s, given up after 3 misses;
 #: unacknowledged data is given up after 30 s (tcp_user_timeout) — a dead server ends a statement
 #: in well under a minute (README: Troubleshooting). A URL's own query parameters win.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-              "tcp_user_timeout": 30_000}
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 DEFAULT_CONNECT_TIMEOUT = 10
 MAX_APPLICATION_NAME = 63  # PostgreSQL truncates application_name at NAMEDATALEN - 1 bytes
 
@@ -47,15 +52,19 @@ def identify(run_id: str | None, role: str, *, connect_timeout: int | None = Non
         _identity["connect_timeout"] = int(connect_timeout)
 
 
-def connect(url: str, *, application_name: str | None = None, connect_timeout: int | None = None,
-            autocommit: bool = False) -> psycopg2.extensions.connection:
+def connect(
+    url: str, *, application_name: str | None = None, connect_timeout: int | None = None, autocommit: bool = False
+) -> psycopg2.extensions.connection:
     """Open a psycopg2 connection to ``url``; failures become one-line :class:`DatabaseError`."""
     target = DbTarget.parse(url)
-    kwargs = {**KEEPALIVES, **target.connect_kwargs(
-        options=SESSION_OPTIONS,
-        application_name=application_name or _identity["application_name"],
-        connect_timeout=connect_timeout or _identity["connect_timeout"],
-    )}
+    kwargs = {
+        **KEEPALIVES,
+        **target.connect_kwargs(
+            options=SESSION_OPTIONS,
+            application_name=application_name or _identity["application_name"],
+            connect_timeout=connect_timeout or _identity["connect_timeout"],
+        ),
+    }
     try:
         conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
@@ -89,11 +98,15 @@ def explain_db_error(exc: BaseException, url: str | None = None, what: str = "")
     where = target.describe() if target else "the database"
     doing = f" while {what}" if what else ""
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
-        return DatabaseError(f"permission denied{doing} on {where}: {_first_line(exc, target)}; "
-                             "fix: grant SELECT on the source schema and CREATE on the output schema (README: Production)")
+        return DatabaseError(
+            f"permission denied{doing} on {where}: {_first_line(exc, target)}; "
+            "fix: grant SELECT on the source schema and CREATE on the output schema (README: Production)"
+        )
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return DatabaseError(f"lost the connection to {where}{doing}: {_first_line(exc, target)}; "
-                             "fix: check the server, then rerun (finished units are kept)")
+        return DatabaseError(
+            f"lost the connection to {where}{doing}: {_first_line(exc, target)}; "
+            "fix: check the server, then rerun (finished units are kept)"
+        )
     return DatabaseError(f"database error{doing} on {where}: {_first_line(exc, target)}")
 
 

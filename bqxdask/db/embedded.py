@@ -89,8 +89,10 @@ class Status:
         if not self.running:
             return f"embedded PostgreSQL: stopped (data directory {self.data_dir})"
         secret = f", password in {self.password_file}" if self.password_file else ""
-        return (f"embedded PostgreSQL: running, pid {self.pid}, {self.host}:{self.port}, "
-                f"data directory {self.data_dir}{secret}")
+        return (
+            f"embedded PostgreSQL: running, pid {self.pid}, {self.host}:{self.port}, "
+            f"data directory {self.data_dir}{secret}"
+        )
 
 
 class EmbeddedPostgres:
@@ -206,8 +208,9 @@ class EmbeddedPostgres:
         _ensure_system_user(SYSTEM_USER)
         return SYSTEM_USER
 
-    def _run(self, exe: str, args: list[str], *, timeout: float = 120.0, stdin: str | None = None,
-             merge_stderr: bool = False) -> str:
+    def _run(
+        self, exe: str, args: list[str], *, timeout: float = 120.0, stdin: str | None = None, merge_stderr: bool = False
+    ) -> str:
         cmd = [str(bin_dir() / exe), *args]
         user = self._run_as()
         ids = {}
@@ -217,13 +220,17 @@ class EmbeddedPostgres:
         env.pop("PGPASSWORD", None)
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, env=env, **ids, input=stdin,
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                **ids,
+                input=stdin,
                 cwd=str(self.data_dir.parent),
             )
         except subprocess.TimeoutExpired:
-            raise DatabaseError(
-                f"{exe} did not finish within {timeout:.0f}s; fix: see {self.log_file}"
-            ) from None
+            raise DatabaseError(f"{exe} did not finish within {timeout:.0f}s; fix: see {self.log_file}") from None
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             last = detail[-1] if detail else f"exit code {proc.returncode}"
@@ -251,8 +258,17 @@ class EmbeddedPostgres:
         try:
             self._run(
                 "initdb",
-                ["-D", str(self.data_dir), "-U", SUPERUSER, "--auth=scram-sha-256", f"--pwfile={pwfile}",
-                 "--encoding=UTF8", "--locale=C", "--no-instructions"],
+                [
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ],
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -297,8 +313,12 @@ class EmbeddedPostgres:
         trusting = self._hba_trusts()
         if trusting or not self.password_file.is_file():
             verifier = scram_verifier(self._new_password())
-            out = self._run("postgres", ["--single", "-D", str(self.data_dir), "postgres"],
-                            stdin=f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'\n", merge_stderr=True)
+            out = self._run(
+                "postgres",
+                ["--single", "-D", str(self.data_dir), "postgres"],
+                stdin=f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'\n",
+                merge_stderr=True,
+            )
             if "ERROR:" in out:
                 raise DatabaseError(
                     f"could not set the superuser password of the embedded PostgreSQL in {self.data_dir} "
@@ -318,7 +338,9 @@ class EmbeddedPostgres:
 
         password = self._new_password()
         try:  # the last trusted connection
-            conn = psycopg2.connect(host=LOOPBACK, port=self.port, user=SUPERUSER, dbname="postgres", connect_timeout=10)
+            conn = psycopg2.connect(
+                host=LOOPBACK, port=self.port, user=SUPERUSER, dbname="postgres", connect_timeout=10
+            )
         except psycopg2.OperationalError as exc:
             raise DatabaseError(
                 f"cannot reach the embedded PostgreSQL on {LOOPBACK}:{self.port} to set its password "
@@ -339,10 +361,17 @@ class EmbeddedPostgres:
         self._pg_ctl(["reload"], timeout=30)
 
     def _log_secured(self, was_trusting: bool) -> None:
-        what = ("moved from trust to password authentication (scram-sha-256, SPEC §11)" if was_trusting
-                else "its password file was missing, so the superuser has a new password")
-        log.warning("embedded PostgreSQL in %s: %s; the superuser's password is in %s, readable by you only",
-                    self.data_dir, what, self.password_file)
+        what = (
+            "moved from trust to password authentication (scram-sha-256, SPEC §11)"
+            if was_trusting
+            else "its password file was missing, so the superuser has a new password"
+        )
+        log.warning(
+            "embedded PostgreSQL in %s: %s; the superuser's password is in %s, readable by you only",
+            self.data_dir,
+            what,
+            self.password_file,
+        )
 
     def _write_settings(self, *, port: int) -> None:
         sock = str(self.data_dir)
@@ -440,8 +469,9 @@ def _ensure_system_user(name: str) -> None:
     except KeyError:
         pass
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    proc = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True
+    )
     if proc.returncode != 0 and "already exists" not in proc.stderr:
         raise DatabaseError(
             f"cannot create system user {name} to run PostgreSQL as (we are root and PostgreSQL refuses root): "

@@ -69,25 +69,33 @@ class Session:
         age = "no open transaction" if self.xact_seconds is None else f"transaction open {_age(self.xact_seconds)}"
         query = (self.query or "").replace("\n", " ").strip()
         query = f", query: {query[:80]!r}" if query else ""
-        return (f"pid {self.pid} (user {self.user or '?'}, application {self.application or '-'!r}, {age}, "
-                f"{self.state or '?'}{query})")
+        return (
+            f"pid {self.pid} (user {self.user or '?'}, application {self.application or '-'!r}, {age}, "
+            f"{self.state or '?'}{query})"
+        )
 
 
-_SESSION_COLUMNS = ("a.pid, a.usename, a.application_name, extract(epoch FROM now() - a.xact_start)::float8, "
-                    "a.state, left(a.query, 200)")
+_SESSION_COLUMNS = (
+    "a.pid, a.usename, a.application_name, extract(epoch FROM now() - a.xact_start)::float8, "
+    "a.state, left(a.query, 200)"
+)
 
 
 def blockers(cur: psycopg2.extensions.cursor, pid: int) -> list[Session]:
     """The sessions that keep backend ``pid`` waiting on a lock (empty when it is not waiting)."""
-    cur.execute(f"SELECT {_SESSION_COLUMNS} FROM unnest(pg_blocking_pids(%s)) AS b(pid) "
-                "JOIN pg_stat_activity a ON a.pid = b.pid ORDER BY a.pid", (pid,))
+    cur.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM unnest(pg_blocking_pids(%s)) AS b(pid) "
+        "JOIN pg_stat_activity a ON a.pid = b.pid ORDER BY a.pid",
+        (pid,),
+    )
     return [Session(*row) for row in cur.fetchall()]
 
 
 def waiting_seconds(cur: psycopg2.extensions.cursor, pid: int) -> float | None:
     """How long backend ``pid`` has waited for a lock not yet granted (None: not waiting)."""
-    cur.execute("SELECT extract(epoch FROM now() - min(waitstart))::float8 FROM pg_locks "
-                "WHERE pid = %s AND NOT granted", (pid,))
+    cur.execute(
+        "SELECT extract(epoch FROM now() - min(waitstart))::float8 FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)
+    )
     row = cur.fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
@@ -106,9 +114,12 @@ class RunInfo:
 
 def register_run(cur: psycopg2.extensions.cursor, schema: str, run_id: str) -> None:
     """Record this run (host, pid) so that others can say whom they wait for."""
-    cur.execute(sql.SQL("INSERT INTO {} (run_id, host, pid, started_at) VALUES (%s, %s, %s, now()) "
-                        "ON CONFLICT (run_id) DO NOTHING").format(qualified(schema, "runs")),
-                (run_id, socket.gethostname(), os.getpid()))
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (run_id, host, pid, started_at) VALUES (%s, %s, %s, now()) ON CONFLICT (run_id) DO NOTHING"
+        ).format(qualified(schema, "runs")),
+        (run_id, socket.gethostname(), os.getpid()),
+    )
 
 
 def run_of(cur: psycopg2.extensions.cursor, schema: str, application: str | None) -> RunInfo | None:
@@ -119,8 +130,7 @@ def run_of(cur: psycopg2.extensions.cursor, schema: str, application: str | None
     run_id = parts[1]
     cur.execute("SAVEPOINT bqx_run_of")  # a missing runs table (an older schema) must not abort the caller
     try:
-        cur.execute(sql.SQL("SELECT host, pid FROM {} WHERE run_id = %s").format(qualified(schema, "runs")),
-                    (run_id,))
+        cur.execute(sql.SQL("SELECT host, pid FROM {} WHERE run_id = %s").format(qualified(schema, "runs")), (run_id,))
         row = cur.fetchone()
     except psycopg2.Error:
         cur.execute("ROLLBACK TO SAVEPOINT bqx_run_of")
@@ -131,10 +141,12 @@ def run_of(cur: psycopg2.extensions.cursor, schema: str, application: str | None
 
 def advisory_holder(cur: psycopg2.extensions.cursor, key: int) -> Session | None:
     """The session holding advisory lock ``key`` (None when it is free again)."""
-    cur.execute(f"SELECT {_SESSION_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-                "AND l.classid::bigint = %s AND l.objid::bigint = %s LIMIT 1",
-                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
+    cur.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+        "AND l.classid::bigint = %s AND l.objid::bigint = %s LIMIT 1",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    )
     row = cur.fetchone()
     return Session(*row) if row else None
 
@@ -148,8 +160,16 @@ def holder_description(cur: psycopg2.extensions.cursor, schema: str, session: Se
 
 # -- the unit lock ------------------------------------------------------------------------------
 @contextlib.contextmanager
-def unit_lock(conn: psycopg2.extensions.connection, schema: str, family: str, pair: str, month: str, *,
-              limit: float, report: Callable[[str], None]) -> Iterator[str | None]:
+def unit_lock(
+    conn: psycopg2.extensions.connection,
+    schema: str,
+    family: str,
+    pair: str,
+    month: str,
+    *,
+    limit: float,
+    report: Callable[[str], None],
+) -> Iterator[str | None]:
     """Hold the unit's advisory lock for the block; yields whom we waited for (None: nobody).
 
     While another session holds it, says so through ``report`` at once and every
@@ -175,7 +195,8 @@ def unit_lock(conn: psycopg2.extensions.connection, schema: str, family: str, pa
             if now - t0 > limit:
                 raise LockWaitExceeded(
                     f"{label}: waited {_age(now - t0)} for {waited_for} to finish this unit; fix: let that run "
-                    "finish (or stop it), then rerun — finished units are kept")
+                    "finish (or stop it), then rerun — finished units are kept"
+                )
             time.sleep(POLL_SECONDS)
     try:
         yield waited_for
@@ -195,8 +216,17 @@ class LockWatch:
     ``lock_timeout`` seconds, so the usual fast transaction costs nothing but a timer.
     """
 
-    def __init__(self, conn: psycopg2.extensions.connection, url: str, what: str, *, lock_timeout: float,
-                 limit: float, report: Callable[[str], None], application_name: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: psycopg2.extensions.connection,
+        url: str,
+        what: str,
+        *,
+        lock_timeout: float,
+        limit: float,
+        report: Callable[[str], None],
+        application_name: str | None = None,
+    ) -> None:
         self.conn, self.url, self.what, self.application_name = conn, url, what, application_name
         self.lock_timeout, self.limit, self.report = lock_timeout, limit, report
         self.exceeded: str | None = None
@@ -230,10 +260,12 @@ class LockWatch:
                         who = "; ".join(s.describe() for s in blockers(cur, self.pid)) or "a session that just left"
                         message = f"{self.what}: waiting {_age(waited)} on a lock held by {who}"
                         if waited >= self.limit:
-                            self.exceeded = (f"{message}; gave up after database.lock_wait_limit = "
-                                             f"{self.limit:g} s; fix: end that session's transaction (COMMIT or "
-                                             "ROLLBACK there, or SELECT pg_terminate_backend(<pid>) as an "
-                                             "administrator), then rerun — finished units are kept")
+                            self.exceeded = (
+                                f"{message}; gave up after database.lock_wait_limit = "
+                                f"{self.limit:g} s; fix: end that session's transaction (COMMIT or "
+                                "ROLLBACK there, or SELECT pg_terminate_backend(<pid>) as an "
+                                "administrator), then rerun — finished units are kept"
+                            )
                             self.conn.cancel()
                             return
                         if waited - reported >= self.lock_timeout:

@@ -47,7 +47,9 @@ def _slot(url: str, limit: int) -> threading.BoundedSemaphore:
 
 
 @contextlib.contextmanager
-def pooled(url: str, limit: int = 2, *, application_name: str | None = None) -> Iterator[psycopg2.extensions.connection]:
+def pooled(
+    url: str, limit: int = 2, *, application_name: str | None = None
+) -> Iterator[psycopg2.extensions.connection]:
     """Borrow a connection (at most ``limit`` per URL in this process) named ``application_name``."""
     slot = _slot(url, limit)
     slot.acquire()
@@ -114,10 +116,16 @@ def retrying(step: Callable[[], T], *, url: str, attempts: int = 5, what: str = 
                 raise DatabaseUnavailable(
                     f"{describe(url)} is unreachable{' while ' + what if what else ''} ({first}, {attempts} "
                     "attempts); fix: check that the server runs (bqxdask db start for the embedded one) and "
-                    "that the network reaches it, then rerun — finished units are kept") from None
-            log.warning("database connection lost %s (attempt %d/%d): %s; retrying in %.0fs",
-                        what, attempt, attempts, str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                        delay)
+                    "that the network reaches it, then rerun — finished units are kept"
+                ) from None
+            log.warning(
+                "database connection lost %s (attempt %d/%d): %s; retrying in %.0fs",
+                what,
+                attempt,
+                attempts,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                delay,
+            )
             reset(url)
             time.sleep(delay)
             delay *= 2

@@ -29,12 +29,14 @@ def create_source_table(cur: psycopg2.extensions.cursor, schema: str, pair: str)
     """``<schema>.m1_<pair>`` as seed and import create it (time is the primary key)."""
     validate_identifier(schema, "database.source_schema")
     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    cur.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} ("
-        " time timestamptz PRIMARY KEY,"
-        " open double precision, high double precision, low double precision, close double precision,"
-        " volume bigint NOT NULL DEFAULT 0)"
-    ).format(qualified(schema, source_table(pair))))
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " time timestamptz PRIMARY KEY,"
+            " open double precision, high double precision, low double precision, close double precision,"
+            " volume bigint NOT NULL DEFAULT 0)"
+        ).format(qualified(schema, source_table(pair)))
+    )
 
 
 def create_output_schema(cur: psycopg2.extensions.cursor, schema: str) -> None:
@@ -50,20 +52,29 @@ def create_output_schema(cur: psycopg2.extensions.cursor, schema: str) -> None:
     if cur.fetchone() is None:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     if not table_exists(cur, schema, "baseline_rates"):
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (pair text PRIMARY KEY, time timestamptz NOT NULL,"
-            " close double precision NOT NULL)"
-        ).format(qualified(schema, "baseline_rates")))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (pair text PRIMARY KEY, time timestamptz NOT NULL,"
+                " close double precision NOT NULL)"
+            ).format(qualified(schema, "baseline_rates"))
+        )
     if not table_exists(cur, schema, "rejected_bars"):
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (pair text NOT NULL, time timestamptz, reason text NOT NULL,"
-            " run_id text NOT NULL)"
-        ).format(qualified(schema, "rejected_bars")))
-        cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS rejected_bars_pair_time ON {} (pair, time)").format(
-            qualified(schema, "rejected_bars")))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (pair text NOT NULL, time timestamptz, reason text NOT NULL,"
+                " run_id text NOT NULL)"
+            ).format(qualified(schema, "rejected_bars"))
+        )
+        cur.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS rejected_bars_pair_time ON {} (pair, time)").format(
+                qualified(schema, "rejected_bars")
+            )
+        )
     if not table_exists(cur, schema, "runs"):  # who is running: for waiters and bqxdask check (§11)
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (run_id text PRIMARY KEY, host text, pid integer,"
-            " started_at timestamptz NOT NULL DEFAULT now())"
-        ).format(qualified(schema, "runs")))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (run_id text PRIMARY KEY, host text, pid integer,"
+                " started_at timestamptz NOT NULL DEFAULT now())"
+            ).format(qualified(schema, "runs"))
+        )
     create_checkpoints_table(cur, schema)

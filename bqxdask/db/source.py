@@ -29,6 +29,7 @@ _PRICE = ("open", "high", "low", "close")
 _TIME_TYPES = ("timestamp with time zone", "timestamp without time zone")
 _NUMERIC_TYPES = ("double precision", "real", "numeric", "integer", "bigint", "smallint")
 
+
 def bars_row_dtype(volume: str) -> np.dtype:
     """One bar as a binary COPY row: field count, then (length, value) per field, big-endian."""
     fields = [("n", ">i2"), ("l_time", ">i4"), ("time", ">i8")]
@@ -129,9 +130,7 @@ def parse_copy_binary(buf: bytes) -> pd.DataFrame:
 
 def copy_out(cur: psycopg2.extensions.cursor, query: sql.Composable) -> bytes:
     buf = io.BytesIO()
-    cur.copy_expert(
-        sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query).as_string(cur.connection), buf
-    )
+    cur.copy_expert(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query).as_string(cur.connection), buf)
     return buf.getvalue()
 
 
@@ -142,10 +141,13 @@ def read_range(cur: psycopg2.extensions.cursor, src: SourceTable, lo: dt.datetim
     return frame.sort_index(kind="stable")
 
 
-def read_before(cur: psycopg2.extensions.cursor, src: SourceTable, before: dt.datetime, limit: int) -> tuple[pd.DataFrame, bool]:
+def read_before(
+    cur: psycopg2.extensions.cursor, src: SourceTable, before: dt.datetime, limit: int
+) -> tuple[pd.DataFrame, bool]:
     """The last ``limit`` raw bars before ``before``; the flag says whether the limit was hit."""
     query = sql.SQL("{} WHERE time < {} ORDER BY time DESC LIMIT {}").format(
-        _select(src), sql.Literal(before), sql.Literal(int(limit)))
+        _select(src), sql.Literal(before), sql.Literal(int(limit))
+    )
     frame = parse_copy_binary(copy_out(cur, query)).sort_index(kind="stable")
     return frame, len(frame) >= limit
 
@@ -153,20 +155,24 @@ def read_before(cur: psycopg2.extensions.cursor, src: SourceTable, before: dt.da
 def read_from(cur: psycopg2.extensions.cursor, src: SourceTable, start: dt.datetime | None, limit: int) -> pd.DataFrame:
     """The first ``limit`` raw bars at or after ``start`` (None: from the first bar)."""
     # rows without a time are quarantined by the plan (null_time_rows), never read as bars
-    cond = sql.SQL(" WHERE time IS NOT NULL") if start is None else sql.SQL(" WHERE time >= {}").format(
-        sql.Literal(start))
+    cond = (
+        sql.SQL(" WHERE time IS NOT NULL") if start is None else sql.SQL(" WHERE time >= {}").format(sql.Literal(start))
+    )
     query = sql.SQL("{}{} ORDER BY time LIMIT {}").format(_select(src), cond, sql.Literal(int(limit)))
     return parse_copy_binary(copy_out(cur, query)).sort_index(kind="stable")
 
 
-def survey(cur: psycopg2.extensions.cursor, src: SourceTable, lo: dt.datetime, hi: dt.datetime) -> dict[str, MonthStats]:
+def survey(
+    cur: psycopg2.extensions.cursor, src: SourceTable, lo: dt.datetime, hi: dt.datetime
+) -> dict[str, MonthStats]:
     """Row count, first/last time and an order-independent checksum per calendar month in [lo, hi).
 
     The checksum is computed by the server (``hashtextextended`` of each row's text), so
     a plan knows which months changed without moving the bars.
     """
     row_text = sql.SQL("concat_ws(',', time, open, high, low, close, {})").format(
-        sql.Identifier("volume") if src.has_volume else sql.SQL("0"))
+        sql.Identifier("volume") if src.has_volume else sql.SQL("0")
+    )
     query = sql.SQL(
         "SELECT to_char(date_trunc('month', time), 'YYYY-MM'), count(*), min(time), max(time),"
         " sum(hashtextextended({}::text, 0)::numeric)::text"
@@ -189,9 +195,12 @@ def null_time_rows(cur: psycopg2.extensions.cursor, src: SourceTable) -> tuple[i
 
     A NOT NULL column (a primary key, say) answers from the catalog without reading the table.
     """
-    cur.execute("SELECT a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
-                "AND a.attname = 'time'", (src.schema, src.table))
+    cur.execute(
+        "SELECT a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+        "AND a.attname = 'time'",
+        (src.schema, src.table),
+    )
     row = cur.fetchone()
     if row is None or row[0]:
         return 0, []
@@ -200,8 +209,11 @@ def null_time_rows(cur: psycopg2.extensions.cursor, src: SourceTable) -> tuple[i
     count = int(cur.fetchone()[0])
     if not count:
         return 0, []
-    cur.execute(sql.SQL("SELECT open, high, low, close FROM {} WHERE time IS NULL LIMIT {}").format(
-        table, sql.Literal(MAX_NULL_TIME_ROWS)))
+    cur.execute(
+        sql.SQL("SELECT open, high, low, close FROM {} WHERE time IS NULL LIMIT {}").format(
+            table, sql.Literal(MAX_NULL_TIME_ROWS)
+        )
+    )
     rows = [f"time is NULL (open={o}, high={h}, low={lo}, close={c})" for o, h, lo, c in cur.fetchall()]
     return count, rows
 

@@ -82,8 +82,15 @@ class DbTarget:
         from sqlalchemy.engine import URL, make_url
 
         u = make_url(self.url)
-        clean = URL.create(u.drivername, username=u.username, password=None, host=u.host, port=u.port,
-                           database=u.database, query=u.query)
+        clean = URL.create(
+            u.drivername,
+            username=u.username,
+            password=None,
+            host=u.host,
+            port=u.port,
+            database=u.database,
+            query=u.query,
+        )
         return clean.render_as_string(hide_password=False)
 
 

@@ -118,12 +118,17 @@ def copy_bars(cur: psycopg2.extensions.cursor, table: sql.Composable, bars: pd.D
     rows["time"] = times.asi8 - PG_EPOCH_US
     for c in ("open", "high", "low", "close"):
         rows[c] = bars[c].to_numpy(dtype="float64")
-    volume = (bars["volume"].to_numpy(dtype="float64", na_value=np.nan) if "volume" in bars
-              else np.full(len(bars), np.nan))
+    volume = (
+        bars["volume"].to_numpy(dtype="float64", na_value=np.nan) if "volume" in bars else np.full(len(bars), np.nan)
+    )
     rows["volume"] = np.where(np.isnan(volume), -1, volume).astype("int64")
     payload = io.BytesIO(_HEADER + rows.tobytes() + _TRAILER)
-    cur.copy_expert(sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN (FORMAT binary)")
-                    .format(table).as_string(cur.connection), payload)
+    cur.copy_expert(
+        sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN (FORMAT binary)")
+        .format(table)
+        .as_string(cur.connection),
+        payload,
+    )
 
 
 def ensure_feature_table(cur: psycopg2.extensions.cursor, schema: str, table: str, columns: Sequence[str]) -> list[str]:
@@ -134,13 +139,19 @@ def ensure_feature_table(cur: psycopg2.extensions.cursor, schema: str, table: st
     existing = table_columns(cur, schema, table)
     if not existing:
         cols = sql.SQL(", ").join(sql.SQL("{} double precision").format(sql.Identifier(c)) for c in columns)
-        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (time timestamptz PRIMARY KEY, {})").format(
-            qualified(schema, table), cols))
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (time timestamptz PRIMARY KEY, {})").format(
+                qualified(schema, table), cols
+            )
+        )
         return []
     for c in columns:
         if c not in existing:
-            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
-                qualified(schema, table), sql.Identifier(c)))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+                    qualified(schema, table), sql.Identifier(c)
+                )
+            )
     return [c for c in existing if c != "time" and c not in columns]
 
 
@@ -161,11 +172,13 @@ def replace_unit(
     """
     with conn.cursor() as cur:
         if payload is not None:
-            cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %s AND time < %s").format(qualified(schema, table)),
-                        (lo, hi))
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE time >= %s AND time < %s").format(qualified(schema, table)), (lo, hi)
+            )
             cols = sql.SQL(", ").join(sql.Identifier(c) for c in ("time", *columns))
             cur.copy_expert(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(qualified(schema, table), cols)
+                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
+                .format(qualified(schema, table), cols)
                 .as_string(conn),
                 io.BytesIO(payload),
                 size=COPY_CHUNK,
@@ -191,7 +204,8 @@ def replace_rejected(
         xact_lock(cur, schema, "rejected_bars", pair, lo.isoformat())
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE pair = %s AND time >= %s AND time < %s").format(
-                qualified(schema, "rejected_bars")),
+                qualified(schema, "rejected_bars")
+            ),
             (pair, lo, hi),
         )
         if len(times):
@@ -200,15 +214,17 @@ def replace_rejected(
                 buf.write(f"{pair}\t{t.isoformat()}\t{_text_escape(r)}\t{run_id}\n")
             buf.seek(0)
             cur.copy_expert(
-                sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN").format(
-                    qualified(schema, "rejected_bars")).as_string(conn),
+                sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN")
+                .format(qualified(schema, "rejected_bars"))
+                .as_string(conn),
                 buf,
             )
     conn.commit()
 
 
-def replace_null_time_rejects(conn: psycopg2.extensions.connection, schema: str, pair: str,
-                              reasons: Sequence[str], run_id: str) -> None:
+def replace_null_time_rejects(
+    conn: psycopg2.extensions.connection, schema: str, pair: str, reasons: Sequence[str], run_id: str
+) -> None:
     """Replace the quarantined rows of ``pair`` that have no time (NULL ``time`` in the source)."""
     table = qualified(schema, "rejected_bars")
     with conn.cursor() as cur:
@@ -216,8 +232,9 @@ def replace_null_time_rejects(conn: psycopg2.extensions.connection, schema: str,
         cur.execute(sql.SQL("DELETE FROM {} WHERE pair = %s AND time IS NULL").format(table), (pair,))
         if reasons:
             buf = io.StringIO("".join(f"{pair}\t\\N\t{_text_escape(r)}\t{run_id}\n" for r in reasons))
-            cur.copy_expert(sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN").format(table).as_string(conn),
-                            buf)
+            cur.copy_expert(
+                sql.SQL("COPY {} (pair, time, reason, run_id) FROM STDIN").format(table).as_string(conn), buf
+            )
     conn.commit()
 
 

@@ -25,8 +25,9 @@ def family_meta(name: str, families: Any) -> pd.DataFrame:
     import pandas as pd
 
     columns = registry.get(name).column_names(families)
-    return pd.DataFrame({c: pd.Series([], dtype="float64") for c in columns},
-                        index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    return pd.DataFrame(
+        {c: pd.Series([], dtype="float64") for c in columns}, index=pd.DatetimeIndex([], tz="UTC", name="time")
+    )
 
 
 def compute_features(
@@ -86,8 +87,9 @@ def _accepted(bars: pd.DataFrame) -> pd.DataFrame:
 
     accepted, rejected = validate_bars(normalize_bars(bars))
     if len(rejected):
-        log.warning("dropped %d bad bars (first: %s at %s)", len(rejected), rejected["reason"].iloc[0],
-                    rejected["time"].iloc[0])
+        log.warning(
+            "dropped %d bad bars (first: %s at %s)", len(rejected), rejected["reason"].iloc[0], rejected["time"].iloc[0]
+        )
     return accepted
 
 
@@ -116,8 +118,9 @@ def _family_partition(index: pd.DataFrame, name: str, cfg: Any) -> pd.DataFrame:
     if len(index) == 0:
         return family_meta(name, cfg)
     family = registry.get(name)
-    prepared = index.assign(bqx=bqx_return(index["idx"].to_numpy(), cfg.bqx.series_window)) \
-        if family.input == "bqx" else index
+    prepared = (
+        index.assign(bqx=bqx_return(index["idx"].to_numpy(), cfg.bqx.series_window)) if family.input == "bqx" else index
+    )
     return family.compute(prepared, cfg)
 
 
@@ -135,16 +138,26 @@ def _lazy_features(bars: Any, names: Sequence[str], cfg: Any, baseline: float | 
     from ..quality import PRICE_COLUMNS
     from .index import normalize_bars
 
-    empty = pd.DataFrame({c: pd.Series([], dtype="float64") for c in (*PRICE_COLUMNS, "volume")},
-                         index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    empty = pd.DataFrame(
+        {c: pd.Series([], dtype="float64") for c in (*PRICE_COLUMNS, "volume")},
+        index=pd.DatetimeIndex([], tz="UTC", name="time"),
+    )
     # a time column becomes the index: the frame's divisions (of another index) no longer hold
-    accepted = bars.map_partitions(_accepted, meta=normalize_bars(empty), enforce_metadata=False,
-                                   clear_divisions="time" in bars.columns)
-    b = delayed(_first_close)(accepted["close"].map_partitions(_head, meta=("close", "float64"))) \
-        if baseline is None else float(baseline)
-    index = accepted.map_partitions(_index_partition, b, meta=_index_partition(accepted._meta, 1.0),
-                                    enforce_metadata=False)
+    accepted = bars.map_partitions(
+        _accepted, meta=normalize_bars(empty), enforce_metadata=False, clear_divisions="time" in bars.columns
+    )
+    b = (
+        delayed(_first_close)(accepted["close"].map_partitions(_head, meta=("close", "float64")))
+        if baseline is None
+        else float(baseline)
+    )
+    index = accepted.map_partitions(
+        _index_partition, b, meta=_index_partition(accepted._meta, 1.0), enforce_metadata=False
+    )
     warmup = registry.warmup_rows(cfg, list(names))
-    return {name: index.map_overlap(_family_partition, warmup, 0, name, cfg, meta=family_meta(name, cfg),
-                                    enforce_metadata=False)
-            for name in names}
+    return {
+        name: index.map_overlap(
+            _family_partition, warmup, 0, name, cfg, meta=family_meta(name, cfg), enforce_metadata=False
+        )
+        for name in names
+    }

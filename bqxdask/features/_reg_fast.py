@@ -127,6 +127,19 @@ def _float64_pass(y: np.ndarray, w: int, degree: int, table: np.ndarray) -> tupl
     flags = np.zeros(len(y), dtype=np.uint8)
     if len(y) >= w:
         c = gram_constants(w, degree)
-        _compiled()(y, w, degree, degree >= COMPENSATED_DEGREE, c["norm_w"], c["inv_norm"], c["at_last"],
-                    c["at_next"], c["slope_last"], c["mono"], BUDGET, table, flags)
+        _compiled()(
+            y,
+            w,
+            degree,
+            degree >= COMPENSATED_DEGREE,
+            c["norm_w"],
+            c["inv_norm"],
+            c["at_last"],
+            c["at_next"],
+            c["slope_last"],
+            c["mono"],
+            BUDGET,
+            table,
+            flags,
+        )
     return dict(zip(names, table)), np.flatnonzero(flags)

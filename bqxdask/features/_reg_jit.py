@@ -62,7 +62,8 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
             s0 = s1 = s2 = s3 = sq = e0 = e1 = e2 = e3 = eq = 0.0
             for i in range(1, w):
                 s0, s1, s2, s3, sq, e0, e1, e2, e3, eq = _add_row(
-                    s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, y[b - i] - ref, -2.0 * i, d, comp)
+                    s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, y[b - i] - ref, -2.0 * i, d, comp
+                )
                 suff[i, 0] = s0 + e0
                 suff[i, 1] = s1 + e1
                 suff[i, 2] = s2 + e2
@@ -75,7 +76,8 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
             t = b + m
             yl = y[t] - ref
             s0, s1, s2, s3, sq, e0, e1, e2, e3, eq = _add_row(
-                s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, yl, 2.0 * m, d, comp)
+                s0, s1, s2, s3, sq, e0, e1, e2, e3, eq, yl, 2.0 * m, d, comp
+            )
             if m < m0:
                 continue
             i = w - 1 - m

@@ -97,8 +97,14 @@ def bollinger(x: np.ndarray, *, periods: Sequence[int], k: float) -> dict[str, n
 
 
 #: the kind (SPEC §9, :mod:`.params`) of each column stem
-STEM_KINDS = {"bb_middle_{N}": L, "bb_upper_{N}": L, "bb_lower_{N}": L, "bb_width_{N}": S,
-              "bb_percent_b_{N}": S, "bb_slope_{N}": S}
+STEM_KINDS = {
+    "bb_middle_{N}": L,
+    "bb_upper_{N}": L,
+    "bb_lower_{N}": L,
+    "bb_width_{N}": S,
+    "bb_percent_b_{N}": S,
+    "bb_slope_{N}": S,
+}
 
 
 def param_columns(p: BollingerParams) -> list[str]:

@@ -80,8 +80,17 @@ def bqx(idx: np.ndarray, *, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 #: the kind (SPEC §9, :mod:`.params`) of each column stem
-STEM_KINDS = {"w{N}_bqx_return": S, "w{N}_bqx_endpoint": S, "w{N}_bqx_max": L, "w{N}_bqx_min": L,
-              "w{N}_bqx_avg": L, "w{N}_bqx_std": S, "agg_bqx_range": S, "agg_bqx_volatility": S, "rate_index": L}
+STEM_KINDS = {
+    "w{N}_bqx_return": S,
+    "w{N}_bqx_endpoint": S,
+    "w{N}_bqx_max": L,
+    "w{N}_bqx_min": L,
+    "w{N}_bqx_avg": L,
+    "w{N}_bqx_std": S,
+    "agg_bqx_range": S,
+    "agg_bqx_volatility": S,
+    "rate_index": L,
+}
 
 
 def param_columns(p: BqxParams) -> list[str]:

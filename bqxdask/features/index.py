@@ -47,4 +47,3 @@ def index_block(bars: pd.DataFrame, baseline: float, rows: int = 4) -> np.ndarra
     for i, col in enumerate(PRICE_COLUMNS):
         np.divide(100.0 * bars[col].to_numpy("float64"), baseline, out=block[i])
     return block
-

@@ -103,9 +103,20 @@ def reg(x: np.ndarray, *, windows: tuple[int, ...], degree: int) -> dict[str, np
 
 
 #: the kind (SPEC §9, :mod:`.params`) of each column stem
-STEM_KINDS = {"w{N}_quad": S, "w{N}_lin": S, "w{N}_cubic": S, "w{N}_const": L, "w{N}_quad_term": S,
-              "w{N}_lin_term": S, "w{N}_pred": L, "w{N}_resid": S, "w{N}_slope": S, "w{N}_forecast": L,
-              "w{N}_r{N}": S, "w{N}_rmse": S}
+STEM_KINDS = {
+    "w{N}_quad": S,
+    "w{N}_lin": S,
+    "w{N}_cubic": S,
+    "w{N}_const": L,
+    "w{N}_quad_term": S,
+    "w{N}_lin_term": S,
+    "w{N}_pred": L,
+    "w{N}_resid": S,
+    "w{N}_slope": S,
+    "w{N}_forecast": L,
+    "w{N}_r{N}": S,
+    "w{N}_rmse": S,
+}
 
 
 def param_columns(p: RegParams) -> list[str]:

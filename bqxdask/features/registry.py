@@ -79,8 +79,12 @@ class Family:
 
     def config_hash(self, families: Any, baseline: str) -> str:
         """What the values of this family depend on, besides the bars: a checkpoint key."""
-        deps: dict[str, Any] = {"family": self.name, "params": asdict(self.params(families)),
-                                "baseline": baseline, "schema": FEATURE_SCHEMA_VERSION}
+        deps: dict[str, Any] = {
+            "family": self.name,
+            "params": asdict(self.params(families)),
+            "baseline": baseline,
+            "schema": FEATURE_SCHEMA_VERSION,
+        }
         if self.input == "bqx":
             deps["series_window"] = families.bqx.series_window
         return stable_hash(deps)
@@ -122,9 +126,14 @@ def _column_block(result: dict, names: Sequence[str], n: int, first: int) -> np.
     """``result``'s columns as one C-contiguous (len(names), n) float64 array, NaN before ``first``."""
     arrays = [np.asarray(result[c], dtype="float64") for c in names] if result else []
     base = arrays[0].base if arrays else None
-    if (first == 0 and isinstance(base, np.ndarray) and base.dtype == np.float64 and base.flags.c_contiguous
-            and base.shape == (len(names), n)
-            and all(a.base is base and a.ctypes.data == base.ctypes.data + i * n * 8 for i, a in enumerate(arrays))):
+    if (
+        first == 0
+        and isinstance(base, np.ndarray)
+        and base.dtype == np.float64
+        and base.flags.c_contiguous
+        and base.shape == (len(names), n)
+        and all(a.base is base and a.ctypes.data == base.ctypes.data + i * n * 8 for i, a in enumerate(arrays))
+    ):
         return base
     block = np.full((len(names), n), np.nan)
     for i, a in enumerate(arrays):
@@ -142,35 +151,61 @@ def series_lookback(series: str, families: Any) -> int:
 def _on_both(section: str, module: Any, kernel: SeriesFn, summary: str) -> tuple[Family, ...]:
     """``<section>_rate`` on the index and ``<section>_bqx`` on the BQX series, from one family module."""
     return tuple(
-        Family(name=f"{section}_{suffix}", input=series, section=section, columns=module.param_columns,
-               lookback=module.lookback, kernel=kernel, kwargs=module.kernel_kwargs, summary=summary.format(what))
+        Family(
+            name=f"{section}_{suffix}",
+            input=series,
+            section=section,
+            columns=module.param_columns,
+            lookback=module.lookback,
+            kernel=kernel,
+            kwargs=module.kernel_kwargs,
+            summary=summary.format(what),
+        )
         for suffix, series, what in (("rate", "idx", "the index"), ("bqx", "bqx", "the BQX series"))
     )
 
 
 FAMILIES: tuple[Family, ...] = (
     Family(
-        name="bqx", input="idx", section="bqx",
-        columns=bqx.param_columns, lookback=bqx.lookback, kernel=bqx.bqx, kwargs=bqx.kernel_kwargs,
+        name="bqx",
+        input="idx",
+        section="bqx",
+        columns=bqx.param_columns,
+        lookback=bqx.lookback,
+        kernel=bqx.bqx,
+        kwargs=bqx.kernel_kwargs,
         summary="BQX momentum of the index over the W bars before t (SPEC §4.2)",
     ),
-    *_on_both("bollinger", bollinger, bollinger.bollinger,
-              "Bollinger bands (SMA ± k·σ, width, %b, slope) of {} (SPEC §4.3)"),
-    *_on_both("statistics", rolling_stats, rolling_stats.statistics,
-              "rolling mean, std, quantiles, skew, kurtosis, z-score, lag-1 autocorrelation of {} (SPEC §4.4)"),
+    *_on_both(
+        "bollinger", bollinger, bollinger.bollinger, "Bollinger bands (SMA ± k·σ, width, %b, slope) of {} (SPEC §4.3)"
+    ),
+    *_on_both(
+        "statistics",
+        rolling_stats,
+        rolling_stats.statistics,
+        "rolling mean, std, quantiles, skew, kurtosis, z-score, lag-1 autocorrelation of {} (SPEC §4.4)",
+    ),
     Family(
-        name="technical_rate", input="ohlc", section="technical",
-        columns=technical.rate_columns, lookback=technical.lookback, kernel=technical.technical_rate,
+        name="technical_rate",
+        input="ohlc",
+        section="technical",
+        columns=technical.rate_columns,
+        lookback=technical.lookback,
+        kernel=technical.technical_rate,
         kwargs=technical.kernel_kwargs,
         summary="TA-Lib RSI, MACD, STOCH, ADX/DI, CCI, WILLR, ROC, ATR of the index bars (SPEC §4.5)",
     ),
     Family(
-        name="technical_bqx", input="bqx", section="technical",
-        columns=technical.bqx_columns, lookback=technical.lookback, kernel=technical.technical_bqx,
-        kwargs=technical.kernel_kwargs, summary="TA-Lib RSI, MACD, MOM of the BQX series (SPEC §4.5)",
+        name="technical_bqx",
+        input="bqx",
+        section="technical",
+        columns=technical.bqx_columns,
+        lookback=technical.lookback,
+        kernel=technical.technical_bqx,
+        kwargs=technical.kernel_kwargs,
+        summary="TA-Lib RSI, MACD, MOM of the BQX series (SPEC §4.5)",
     ),
-    *_on_both("reg", reg, reg.reg,
-              "rolling polynomial regression of {} over the last W bars, t included (SPEC §4.6)"),
+    *_on_both("reg", reg, reg.reg, "rolling polynomial regression of {} over the last W bars, t included (SPEC §4.6)"),
 )
 
 #: the family names, in SPEC §4 order (the default of ``families.enabled``)
@@ -226,8 +261,13 @@ KINDS = (LEVEL, SCALE_FREE)
 #: every registered column)
 STEM_KINDS: dict[str, dict[str, str]] = {
     section: module.STEM_KINDS
-    for section, module in (("bqx", bqx), ("bollinger", bollinger), ("statistics", rolling_stats),
-                            ("technical", technical), ("reg", reg))
+    for section, module in (
+        ("bqx", bqx),
+        ("bollinger", bollinger),
+        ("statistics", rolling_stats),
+        ("technical", technical),
+        ("reg", reg),
+    )
 }
 
 
@@ -244,6 +284,8 @@ def column_kind(family: str, column: str) -> str:
     fam = _BY_NAME[family]
     kind = STEM_KINDS.get(fam.section, {}).get(column_stem(column))
     if kind is None:
-        raise KeyError(f"{family}.{column} declares no kind; fix: add {column_stem(column)!r} to "
-                       f"the STEM_KINDS of the module of section {fam.section!r} ({fam.kernel.__module__})")
+        raise KeyError(
+            f"{family}.{column} declares no kind; fix: add {column_stem(column)!r} to "
+            f"the STEM_KINDS of the module of section {fam.section!r} ({fam.kernel.__module__})"
+        )
     return SCALE_FREE if fam.input == "bqx" else kind

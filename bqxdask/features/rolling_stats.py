@@ -190,8 +190,13 @@ def _moment_pass(xp: np.ndarray, pad: int, wins: np.ndarray, out: np.ndarray, bl
                     acc[1, i] = acc[1, i] + q1 + q2 + q3 + q4
                     acc[2, i] = acc[2, i] + q1 * d1 + q2 * d2 + q3 * d3 + q4 * d4
                     acc[3, i] = acc[3, i] + q1 * q1 + q2 * q2 + q3 * q3 + q4 * q4
-                    acc[4, i] = (acc[4, i] + (x0[i] - t) * (x1[i] - t1) + d1 * (x2[i] - t1)
-                                 + d2 * (x3[i] - t1) + d3 * (x4[i] - t1))
+                    acc[4, i] = (
+                        acc[4, i]
+                        + (x0[i] - t) * (x1[i] - t1)
+                        + d1 * (x2[i] - t1)
+                        + d2 * (x3[i] - t1)
+                        + d3 * (x4[i] - t1)
+                    )
                 j += 4
             while j <= stop:
                 xs = xp[base - j : base - j + nb]
@@ -324,8 +329,19 @@ def statistics(x: np.ndarray, *, windows: Sequence[int]) -> dict[str, np.ndarray
 
 
 #: the kind (SPEC §9, :mod:`.params`) of each column stem
-STEM_KINDS = {"mean_{N}": L, "std_{N}": S, "min_{N}": L, "max_{N}": L, "median_{N}": L, "q{N}_{N}": L,
-              "iqr_{N}": S, "skew_{N}": S, "kurt_{N}": S, "zscore_{N}": S, "autocorr{N}_{N}": S}
+STEM_KINDS = {
+    "mean_{N}": L,
+    "std_{N}": S,
+    "min_{N}": L,
+    "max_{N}": L,
+    "median_{N}": L,
+    "q{N}_{N}": L,
+    "iqr_{N}": S,
+    "skew_{N}": S,
+    "kurt_{N}": S,
+    "zscore_{N}": S,
+    "autocorr{N}_{N}": S,
+}
 
 
 def param_columns(p: StatisticsParams) -> list[str]:

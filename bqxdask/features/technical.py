@@ -50,8 +50,20 @@ ROC_PERIOD = MOM_PERIOD = 12
 SMA = 0  # talib.MA_Type.SMA
 
 RATE_COLUMNS = (
-    "rsi_14", "rsi_21", "macd", "macd_signal", "macd_hist", "stoch_k", "stoch_d",
-    "adx_14", "plus_di_14", "minus_di_14", "cci_20", "willr_14", "roc_12", "atr_14",
+    "rsi_14",
+    "rsi_21",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "stoch_k",
+    "stoch_d",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+    "cci_20",
+    "willr_14",
+    "roc_12",
+    "atr_14",
 )
 BQX_COLUMNS = ("rsi_14", "rsi_21", "macd", "macd_signal", "macd_hist", "mom_12")
 
@@ -80,6 +92,7 @@ class TechnicalParams:
                 f"{key}.warmup = {self.warmup} is below {MIN_WARMUP}, too short for partitions to match the "
                 "whole series within SPEC §4.9; fix: leave the default 1000"
             )
+
 
 #: TA-Lib functions whose global "unstable period" would change the values used here
 _UNSTABLE = ("RSI", "EMA", "ADX", "PLUS_DI", "MINUS_DI", "DX", "PLUS_DM", "MINUS_DM", "ATR")
@@ -141,8 +154,9 @@ def _momentum(close: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def technical_rate(open_idx: np.ndarray, high_idx: np.ndarray, low_idx: np.ndarray,
-                   idx: np.ndarray) -> dict[str, np.ndarray]:
+def technical_rate(
+    open_idx: np.ndarray, high_idx: np.ndarray, low_idx: np.ndarray, idx: np.ndarray
+) -> dict[str, np.ndarray]:
     """``technical_rate`` columns (SPEC §4.5): TA-Lib on the index bars.
 
     Parameters
@@ -163,8 +177,14 @@ def technical_rate(open_idx: np.ndarray, high_idx: np.ndarray, low_idx: np.ndarr
     high, low, close = _finite("high_idx", high_idx), _finite("low_idx", low_idx), _finite("idx", idx)
     out = _momentum(close)
     out["stoch_k"], out["stoch_d"] = talib.STOCH(
-        high, low, close, fastk_period=STOCH_FASTK, slowk_period=STOCH_SLOWK, slowk_matype=SMA,
-        slowd_period=STOCH_SLOWD, slowd_matype=SMA,
+        high,
+        low,
+        close,
+        fastk_period=STOCH_FASTK,
+        slowk_period=STOCH_SLOWK,
+        slowk_matype=SMA,
+        slowd_period=STOCH_SLOWD,
+        slowd_matype=SMA,
     )
     out["adx_14"] = talib.ADX(high, low, close, timeperiod=ADX_PERIOD)
     out["plus_di_14"] = talib.PLUS_DI(high, low, close, timeperiod=ADX_PERIOD)
@@ -200,9 +220,22 @@ def technical_bqx(x: np.ndarray) -> dict[str, np.ndarray]:
 
 #: the kind (SPEC §9, :mod:`.params`) of each column stem
 # MACD and ATR are differences and ranges of the index, not levels
-STEM_KINDS = {"rsi_{N}": S, "macd": S, "macd_signal": S, "macd_hist": S, "stoch_k": S, "stoch_d": S,
-              "adx_{N}": S, "plus_di_{N}": S, "minus_di_{N}": S, "cci_{N}": S, "willr_{N}": S, "roc_{N}": S,
-              "atr_{N}": S, "mom_{N}": S}
+STEM_KINDS = {
+    "rsi_{N}": S,
+    "macd": S,
+    "macd_signal": S,
+    "macd_hist": S,
+    "stoch_k": S,
+    "stoch_d": S,
+    "adx_{N}": S,
+    "plus_di_{N}": S,
+    "minus_di_{N}": S,
+    "cci_{N}": S,
+    "willr_{N}": S,
+    "roc_{N}": S,
+    "atr_{N}": S,
+    "mom_{N}": S,
+}
 
 
 def lookback(p: TechnicalParams) -> int:

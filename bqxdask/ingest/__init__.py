@@ -15,15 +15,28 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "FORMATS", "ImportReport", "SeedReport", "database_has_bars", "generate_bars", "import_files",
-    "merge_bars", "parse_files", "parse_tz_offset", "seed_database",
+    "FORMATS",
+    "ImportReport",
+    "SeedReport",
+    "database_has_bars",
+    "generate_bars",
+    "import_files",
+    "merge_bars",
+    "parse_files",
+    "parse_tz_offset",
+    "seed_database",
 ]
 
 #: where each name lives
 _HOME = {
-    "SeedReport": "seed", "database_has_bars": "seed", "generate_bars": "seed", "seed_database": "seed",
-    "import_files": "importer", "parse_files": "importer",
-    "FORMATS": "formats", "parse_tz_offset": "formats",
+    "SeedReport": "seed",
+    "database_has_bars": "seed",
+    "generate_bars": "seed",
+    "seed_database": "seed",
+    "import_files": "importer",
+    "parse_files": "importer",
+    "FORMATS": "formats",
+    "parse_tz_offset": "formats",
     "merge_bars": "merge",
     "ImportReport": "report",
 }

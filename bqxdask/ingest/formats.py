@@ -39,7 +39,9 @@ _EXPECTED = {
 }
 
 
-def parse_tz_offset(value: str | dt.timedelta | None, *, default: dt.timedelta | None = dt.timedelta(0)) -> dt.timedelta | None:
+def parse_tz_offset(
+    value: str | dt.timedelta | None, *, default: dt.timedelta | None = dt.timedelta(0)
+) -> dt.timedelta | None:
     """``±HH:MM`` → timedelta (UTC = local − offset); ``None`` → ``default``; else ConfigError."""
     if value is None:
         return default
@@ -95,7 +97,9 @@ def _read_text(path: Path) -> str:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 members = [m for m in zf.infolist() if not m.is_dir()]
                 if len(members) != 1:
-                    raise SourceError(f"{path} is a zip of {len(members)} files; fix: unzip it and import the bar files")
+                    raise SourceError(
+                        f"{path} is a zip of {len(members)} files; fix: unzip it and import the bar files"
+                    )
                 raw = zf.read(members[0])
     except OSError as exc:
         raise SourceError(f"{path} cannot be read ({exc.strerror or exc}); fix: check the file") from None
@@ -147,17 +151,24 @@ def _split_fields(text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
     if not len(ends):
         return pd.DataFrame(), counts + 1
     fields = pd.read_csv(
-        io.StringIO(text), sep=sep, header=None, names=range(int(counts.max()) + 1), index_col=False,
-        dtype=str, keep_default_na=False, na_values=[], skip_blank_lines=False,
-        quoting=csv.QUOTE_NONE, engine="c",
+        io.StringIO(text),
+        sep=sep,
+        header=None,
+        names=range(int(counts.max()) + 1),
+        index_col=False,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[],
+        skip_blank_lines=False,
+        quoting=csv.QUOTE_NONE,
+        engine="c",
     )
     if len(fields) != len(ends):  # cannot happen with \n-only line ends; never mis-number lines
         raise SourceError("cannot split the file into lines; fix: save it with plain \\n line ends")
     return fields, counts + 1
 
 
-def parse_file(path: Path, fmt: str, offset: dt.timedelta,
-               rejects: Rejects) -> tuple[pd.DataFrame, int, np.ndarray]:
+def parse_file(path: Path, fmt: str, offset: dt.timedelta, rejects: Rejects) -> tuple[pd.DataFrame, int, np.ndarray]:
     """One file → (its bars with ``file`` and ``line`` columns, number of data rows read, bad volumes).
 
     Lines of the wrong shape or with an unreadable time are counted in ``rejects`` and left
@@ -223,11 +234,14 @@ def parse_file(path: Path, fmt: str, offset: dt.timedelta,
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({
-        "time": pd.Series([], dtype="datetime64[us, UTC]"),
-        **{c: pd.Series([], dtype="float64") for c in (*PRICE_COLUMNS, "volume")},
-        "file": pd.Series([], dtype="int64"), "line": pd.Series([], dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "time": pd.Series([], dtype="datetime64[us, UTC]"),
+            **{c: pd.Series([], dtype="float64") for c in (*PRICE_COLUMNS, "volume")},
+            "file": pd.Series([], dtype="int64"),
+            "line": pd.Series([], dtype="int64"),
+        }
+    )
 
 
 def _csv_header(path: Path, line_no: int, header: list[str], sep: str) -> dict[str, int]:
@@ -244,13 +258,19 @@ def _csv_header(path: Path, line_no: int, header: list[str], sep: str) -> dict[s
         columns["date"], columns["time"] = names.index("date"), names.index("time")
     missing = [c for c in ("time", *PRICE_COLUMNS) if c not in columns]
     if missing:
-        raise _wrong_format(path, line_no, sep.join(header), "csv",
-                            f"the header lacks {', '.join(missing)}; time may also be called timestamp")
+        raise _wrong_format(
+            path,
+            line_no,
+            sep.join(header),
+            "csv",
+            f"the header lacks {', '.join(missing)}; time may also be called timestamp",
+        )
     return columns
 
 
-def _parse_times(fmt: str, col: Callable[[str], pd.Series], columns: Mapping[str, int],
-                 offset: dt.timedelta) -> pd.Series:
+def _parse_times(
+    fmt: str, col: Callable[[str], pd.Series], columns: Mapping[str, int], offset: dt.timedelta
+) -> pd.Series:
     """Bar times as datetime64[us, UTC] (NaT where unreadable)."""
     if fmt == "histdata":
         local = _fixed_times(col("time"), ("YYYYMMDD hhmmss",))

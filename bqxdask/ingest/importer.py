@@ -81,9 +81,12 @@ __all__ = ["import_files", "parse_files"]
 _BAR_COLUMNS = ("time", *BAR_VALUES)
 
 
-def parse_files(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], fmt: str,
-                tz_offset: str | dt.timedelta | None = None,
-                ask_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None) -> ParsedBars:
+def parse_files(
+    files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    fmt: str,
+    tz_offset: str | dt.timedelta | None = None,
+    ask_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> ParsedBars:
     """Read, validate and deduplicate bar files (no database): see the module docstring."""
     fmt, offset = check_format(fmt, tz_offset)
     bid_paths = check_files(files, "file")
@@ -94,14 +97,26 @@ def parse_files(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         return ParsedBars(bid[list(_BAR_COLUMNS)], len(bid_paths), read, dup, rejects.counts, rejects.examples)
     ask, read_ask, dup_ask = _read_side(ask_paths, fmt, offset, rejects)
     mid = _mid(bid, ask, rejects)
-    return ParsedBars(mid[list(_BAR_COLUMNS)], len(bid_paths) + len(ask_paths), read + read_ask,
-                      dup + dup_ask, rejects.counts, rejects.examples, mid=True)
+    return ParsedBars(
+        mid[list(_BAR_COLUMNS)],
+        len(bid_paths) + len(ask_paths),
+        read + read_ask,
+        dup + dup_ask,
+        rejects.counts,
+        rejects.examples,
+        mid=True,
+    )
 
 
-def import_files(url: str, schema: str, pair: str,
-                 files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], fmt: str,
-                 tz_offset: str | dt.timedelta | None = None,
-                 ask_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None) -> ImportReport:
+def import_files(
+    url: str,
+    schema: str,
+    pair: str,
+    files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    fmt: str,
+    tz_offset: str | dt.timedelta | None = None,
+    ask_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> ImportReport:
     """Import bar files into ``<schema>.m1_<pair>`` (created if missing); see the module docstring.
 
     Parameters
@@ -127,9 +142,17 @@ def import_files(url: str, schema: str, pair: str,
     validate_pair(pair, "--pair")
     validate_identifier(schema, "database.source_schema")
     parsed = parse_files(files, fmt, tz_offset, ask_files)
-    report = ImportReport(pair, schema, parsed.files, parsed.read, duplicate=parsed.duplicate,
-                          rejected=parsed.rejected, rejected_reasons=dict(parsed.rejected_reasons),
-                          examples=dict(parsed.examples), mid=parsed.mid)
+    report = ImportReport(
+        pair,
+        schema,
+        parsed.files,
+        parsed.read,
+        duplicate=parsed.duplicate,
+        rejected=parsed.rejected,
+        rejected_reasons=dict(parsed.rejected_reasons),
+        examples=dict(parsed.examples),
+        mid=parsed.mid,
+    )
     with connection(url, application_name="bqxdask/import") as conn:
         try:
             with conn.cursor() as cur:
@@ -144,7 +167,9 @@ def import_files(url: str, schema: str, pair: str,
     return report
 
 
-def _read_side(paths: Iterable[Path], fmt: str, offset: dt.timedelta, rejects: Rejects) -> tuple[pd.DataFrame, int, int]:
+def _read_side(
+    paths: Iterable[Path], fmt: str, offset: dt.timedelta, rejects: Rejects
+) -> tuple[pd.DataFrame, int, int]:
     """All files of one side → clean bars (sorted, unique times), rows read, duplicates dropped."""
     frames, read = [], 0
     for path in paths:
@@ -170,8 +195,13 @@ def _drop_invalid(frame: pd.DataFrame, bad_volume: np.ndarray, rejects: Rejects)
     no_number = faults.missing.any(axis=1)
     bad_value = ~no_number & (faults.infinite | faults.nonpositive).any(axis=1)
     rejected = np.zeros(len(frame), dtype=bool)
-    for reason, mask in ((R_PRICE_TEXT, no_number), (R_PRICE_VALUE, bad_value), (R_HIGH, faults.high),
-                         (R_LOW, faults.low), (R_VOLUME, bad_volume)):
+    for reason, mask in (
+        (R_PRICE_TEXT, no_number),
+        (R_PRICE_VALUE, bad_value),
+        (R_HIGH, faults.high),
+        (R_LOW, faults.low),
+        (R_VOLUME, bad_volume),
+    ):
         mask = mask & ~rejected
         if mask.any():
             rejects.add(reason, mask, rejects.where(frame.iloc[int(np.argmax(mask))]))

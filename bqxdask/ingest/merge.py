@@ -50,8 +50,9 @@ def prepare_target(cur: psycopg2.extensions.cursor, schema: str, pair: str) -> b
     return "volume" in cols
 
 
-def merge_bars(cur: psycopg2.extensions.cursor, schema: str, pair: str, bars: pd.DataFrame,
-               *, update_existing: bool) -> MergeCounts:
+def merge_bars(
+    cur: psycopg2.extensions.cursor, schema: str, pair: str, bars: pd.DataFrame, *, update_existing: bool
+) -> MergeCounts:
     """Merge clean bars (unique times) into ``<schema>.m1_<pair>`` through a COPY-staged temp table.
 
     ``update_existing=True`` (import): bars whose values differ from the table's are updated.
@@ -64,15 +65,19 @@ def merge_bars(cur: psycopg2.extensions.cursor, schema: str, pair: str, bars: pd
     if not update_existing and len(bars) and _copy_compatible(cols) and bars["volume"].notna().all():
         # fast path (seed into an empty range): COPY straight into the table, no staging
         cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %s AND time <= %s)").format(target),
-                    (bars["time"].min().to_pydatetime(), bars["time"].max().to_pydatetime()))
+        cur.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %s AND time <= %s)").format(target),
+            (bars["time"].min().to_pydatetime(), bars["time"].max().to_pydatetime()),
+        )
         if not cur.fetchone()[0]:
             copy_bars(cur, target, bars)
             return MergeCounts(len(bars), 0, 0)
-    cur.execute(sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {} (time timestamptz NOT NULL, open float8, high float8,"
-        " low float8, close float8, volume bigint) ON COMMIT DELETE ROWS"
-    ).format(sql.Identifier(_STAGE)))
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (time timestamptz NOT NULL, open float8, high float8,"
+            " low float8, close float8, volume bigint) ON COMMIT DELETE ROWS"
+        ).format(sql.Identifier(_STAGE))
+    )
     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_STAGE)))
     copy_bars(cur, sql.Identifier(_STAGE), bars)
     staged = len(bars)
@@ -89,26 +94,35 @@ def merge_bars(cur: psycopg2.extensions.cursor, schema: str, pair: str, bars: pd
         t_prices = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in PRICE_COLUMNS)
         if has_volume:  # -1 marks "no volume in the file": keep the table's
             set_cols = sql.SQL("({}, volume) = ({}, COALESCE(NULLIF(s.volume, -1), t.volume))").format(prices, s_prices)
-            differs = sql.SQL("(({}) IS DISTINCT FROM ({}) OR (s.volume <> -1 AND t.volume IS DISTINCT FROM s.volume))"
-                              ).format(t_prices, s_prices)
+            differs = sql.SQL(
+                "(({}) IS DISTINCT FROM ({}) OR (s.volume <> -1 AND t.volume IS DISTINCT FROM s.volume))"
+            ).format(t_prices, s_prices)
         else:
             set_cols = sql.SQL("({}) = ({})").format(prices, s_prices)
             differs = sql.SQL("({}) IS DISTINCT FROM ({})").format(t_prices, s_prices)
-        cur.execute(sql.SQL(
-            "WITH u AS (UPDATE {target} AS t SET {set_cols} FROM {stage} AS s"
-            " WHERE t.time = s.time AND {differs} RETURNING s.time)"
-            " SELECT count(DISTINCT time) FROM u"
-        ).format(target=target, set_cols=set_cols, stage=stage, differs=differs))
+        cur.execute(
+            sql.SQL(
+                "WITH u AS (UPDATE {target} AS t SET {set_cols} FROM {stage} AS s"
+                " WHERE t.time = s.time AND {differs} RETURNING s.time)"
+                " SELECT count(DISTINCT time) FROM u"
+            ).format(target=target, set_cols=set_cols, stage=stage, differs=differs)
+        )
         updated = int(cur.fetchone()[0])
     columns = ["time", *PRICE_COLUMNS] + (["volume"] if has_volume else [])
     values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in ["time", *PRICE_COLUMNS]]
     if has_volume:
         values.append(sql.SQL("COALESCE(NULLIF(s.volume, -1), 0)"))
-    cur.execute(sql.SQL(
-        "INSERT INTO {target} ({cols}) SELECT {values} FROM {stage} AS s"
-        " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.time = s.time)"
-    ).format(target=target, cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-             values=sql.SQL(", ").join(values), stage=stage))
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}) SELECT {values} FROM {stage} AS s"
+            " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.time = s.time)"
+        ).format(
+            target=target,
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(values),
+            stage=stage,
+        )
+    )
     inserted = cur.rowcount
     cur.execute(sql.SQL("TRUNCATE {}").format(stage))
     return MergeCounts(inserted, updated, staged - inserted - updated)
@@ -116,6 +130,5 @@ def merge_bars(cur: psycopg2.extensions.cursor, schema: str, pair: str, bars: pd
 
 def _copy_compatible(cols: Mapping[str, str]) -> bool:
     """Whether binary COPY of our six columns fits the table's types exactly."""
-    wanted = {"time": "timestamp with time zone", **{c: "double precision" for c in PRICE_COLUMNS},
-              "volume": "bigint"}
+    wanted = {"time": "timestamp with time zone", **{c: "double precision" for c in PRICE_COLUMNS}, "volume": "bigint"}
     return all(cols.get(c) == t for c, t in wanted.items())

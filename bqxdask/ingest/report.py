@@ -53,12 +53,16 @@ class ImportReport:
         files = plural(self.files, "file")
         if self.mid:
             files += " (bid+ask -> mid)"
-        line = (f"{self.pair}: read {self.read:,} rows from {files}: {self.inserted:,} inserted, "
-                f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.duplicate:,} duplicate, "
-                f"{self.rejected:,} rejected")
+        line = (
+            f"{self.pair}: read {self.read:,} rows from {files}: {self.inserted:,} inserted, "
+            f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.duplicate:,} duplicate, "
+            f"{self.rejected:,} rejected"
+        )
         if self.rejected_reasons:
-            why = "; ".join(f"{n:,} {reason} (first at {self.examples.get(reason, '?')})"
-                            for reason, n in sorted(self.rejected_reasons.items(), key=lambda kv: -kv[1]))
+            why = "; ".join(
+                f"{n:,} {reason} (first at {self.examples.get(reason, '?')})"
+                for reason, n in sorted(self.rejected_reasons.items(), key=lambda kv: -kv[1])
+            )
             line += f" ({why})"
         return line
 

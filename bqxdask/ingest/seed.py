@@ -51,28 +51,51 @@ from ..errors import ConfigError
 from .merge import merge_bars, prepare_target
 from .report import plural
 
-__all__ = ["SeedReport", "database_has_bars", "generate_bars", "iter_month_bars", "seed_database",
-           "validate_seed_pairs"]
+__all__ = [
+    "SeedReport",
+    "database_has_bars",
+    "generate_bars",
+    "iter_month_bars",
+    "seed_database",
+    "validate_seed_pairs",
+]
 
 # --------------------------------------------------------------------------------------------
 # Parameters of the model (why: calibrated on the real bars in shared/data/fx and 2024 quotes)
 # --------------------------------------------------------------------------------------------
 #: value of one unit of each currency in USD at the anchor month (early 2024)
 ANCHOR_USD_VALUE = {
-    "aud": 0.66, "cad": 1 / 1.36, "chf": 1 / 0.88, "eur": 1.08,
-    "gbp": 1.27, "jpy": 1 / 150.0, "nzd": 0.61, "usd": 1.0,
+    "aud": 0.66,
+    "cad": 1 / 1.36,
+    "chf": 1 / 0.88,
+    "eur": 1.08,
+    "gbp": 1.27,
+    "jpy": 1 / 150.0,
+    "nzd": 0.61,
+    "usd": 1.0,
 }
 ANCHOR_MONTH = "2024-01"
 #: daily log-vol of each currency factor against the numeraire
 DAILY_VOL = {
-    "aud": 0.0050, "cad": 0.0036, "chf": 0.0042, "eur": 0.0035,
-    "gbp": 0.0040, "jpy": 0.0055, "nzd": 0.0050, "usd": 0.0035,
+    "aud": 0.0050,
+    "cad": 0.0036,
+    "chf": 0.0042,
+    "eur": 0.0035,
+    "gbp": 0.0040,
+    "jpy": 0.0055,
+    "nzd": 0.0050,
+    "usd": 0.0035,
 }
 #: factor correlations (the rest 0): the European bloc, the commodity bloc, the havens
 _CORRELATION_PAIRS = {
-    ("eur", "chf"): 0.55, ("eur", "gbp"): 0.55, ("gbp", "chf"): 0.35,
-    ("aud", "nzd"): 0.75, ("aud", "cad"): 0.35, ("nzd", "cad"): 0.30,
-    ("jpy", "chf"): 0.30, ("jpy", "usd"): 0.15,
+    ("eur", "chf"): 0.55,
+    ("eur", "gbp"): 0.55,
+    ("gbp", "chf"): 0.35,
+    ("aud", "nzd"): 0.75,
+    ("aud", "cad"): 0.35,
+    ("nzd", "cad"): 0.30,
+    ("jpy", "chf"): 0.30,
+    ("jpy", "usd"): 0.15,
 }
 MINUTES_PER_DAY = 1440
 MONTH_AR = 0.98  #: monthly mean reversion of the level deviations (stationary sd ≈ 5 months of moves)
@@ -86,8 +109,10 @@ MISSING_RATE = 0.0005  #: share of trading minutes without a bar (doubled in qui
 NEWS_PROB, NEWS_BOOST, NEWS_DECAY = 0.35, 3.0, 4.0  #: per day; vol × (1+boost·e^{-k/decay})
 
 #: market activity by UTC hour (from the HistData EURUSD 2017 file: std ratio per hour)
+# fmt: off
 _HOURLY = np.array([0.75, 0.75, 0.68, 0.60, 0.50, 0.52, 0.70, 1.03, 1.20, 1.10, 1.00, 1.00,
                     1.15, 1.60, 1.40, 1.40, 1.15, 0.95, 0.90, 0.95, 0.80, 0.60, 0.65, 0.65])
+# fmt: on
 _ASIA_CURRENCIES = ("aud", "jpy", "nzd")  #: livelier 23–07 UTC
 _EUROPE_CURRENCIES = ("chf", "eur", "gbp")  #: livelier 07–16 UTC
 
@@ -120,8 +145,9 @@ def validate_seed_pairs(pairs: Iterable[str]) -> list[str]:
     return out
 
 
-def generate_bars(pairs: Iterable[str], start: str = "2024-01", end: str = "2024-01",
-                  seed: int = 0) -> dict[str, pd.DataFrame]:
+def generate_bars(
+    pairs: Iterable[str], start: str = "2024-01", end: str = "2024-01", seed: int = 0
+) -> dict[str, pd.DataFrame]:
     """Synthetic 1-minute bars of ``pairs`` for the months ``start``..``end`` (inclusive).
 
     Pure and deterministic: the same ``(pairs, start, end, seed)`` gives identical frames, and
@@ -141,8 +167,9 @@ def generate_bars(pairs: Iterable[str], start: str = "2024-01", end: str = "2024
     return {p: pd.concat(parts[p], ignore_index=True) for p in pairs}
 
 
-def iter_month_bars(pairs: Iterable[str], start: str, end: str,
-                    seed: int = 0) -> Iterator[tuple[str, dict[str, pd.DataFrame]]]:
+def iter_month_bars(
+    pairs: Iterable[str], start: str, end: str, seed: int = 0
+) -> Iterator[tuple[str, dict[str, pd.DataFrame]]]:
     """Yield ``(month, {pair: bars})`` month by month (what :func:`seed_database` streams)."""
     pairs = validate_seed_pairs(pairs)
     months = _months(start, end)
@@ -175,17 +202,17 @@ class SeedReport:
         span = self.months[0] if len(self.months) == 1 else f"{self.months[0]}..{self.months[-1]}"
         kept = sum(self.existing.values())
         rate = f", {self.total_rows / self.seconds:,.0f} rows/s" if self.seconds > 0 else ""
-        return (f"seeded {plural(len(self.inserted), 'pair')} × {plural(len(self.months), 'month')} ({span}, seed {self.seed}) "
-                f"into {self.schema}: {self.total_inserted:,} rows inserted, {kept:,} already present "
-                f"in {self.seconds:.1f} s{rate}")
+        return (
+            f"seeded {plural(len(self.inserted), 'pair')} × {plural(len(self.months), 'month')} ({span}, seed {self.seed}) "
+            f"into {self.schema}: {self.total_inserted:,} rows inserted, {kept:,} already present "
+            f"in {self.seconds:.1f} s{rate}"
+        )
 
     def pair_lines(self) -> list[str]:
-        return [f"{p}: {n:,} inserted, {self.existing.get(p, 0):,} already present"
-                for p, n in self.inserted.items()]
+        return [f"{p}: {n:,} inserted, {self.existing.get(p, 0):,} already present" for p, n in self.inserted.items()]
 
 
-def seed_database(url: str, schema: str, pairs: Iterable[str], start: str, end: str,
-                  seed: int = 0) -> SeedReport:
+def seed_database(url: str, schema: str, pairs: Iterable[str], start: str, end: str, seed: int = 0) -> SeedReport:
     """Write synthetic bars into ``<schema>.m1_<pair>`` (created if missing) through COPY.
 
     Idempotent and safe next to real data: only times the table does not hold yet are
@@ -226,8 +253,9 @@ def database_has_bars(url: str, schema: str, pairs: Iterable[str]) -> bool:
         try:
             for pair in pairs:
                 if table_exists(cur, schema, source_table(pair)):
-                    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-                        qualified(schema, source_table(pair))))
+                    cur.execute(
+                        sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(qualified(schema, source_table(pair)))
+                    )
                     if cur.fetchone()[0]:
                         return True
         except psycopg2.Error as exc:
@@ -241,7 +269,9 @@ def database_has_bars(url: str, schema: str, pairs: Iterable[str]) -> bool:
 def _months(start: str, end: str) -> list[str]:
     months = month_range(start, end, keys=("--start", "--end"))
     if not months:
-        raise ConfigError(f"--end {end} is before --start {start}; fix: give months in order, e.g. --start {end} --end {start}")
+        raise ConfigError(
+            f"--end {end} is before --start {start}; fix: give months in order, e.g. --start {end} --end {start}"
+        )
     for m in (months[0], months[-1]):
         if not 1971 <= int(m[:4]) <= 2199:
             raise ConfigError(f"month {m} is outside the seedable years 1971..2199; fix: pick a month in that range")
@@ -355,8 +385,12 @@ def _month_path(seed: int, month: str) -> _MonthPath:
 
     # volatility: seasonality × market regime (daily AR(1)) × per-currency intraday AR(1) × news
     days, day_pos = np.unique(day, return_inverse=True)
-    regime = lfilter([math.sqrt(1 - REGIME_VOL_AR**2)], [1, -REGIME_VOL_AR],
-                     rng.standard_normal(len(days)), zi=[REGIME_VOL_AR * rng.standard_normal()])[0]
+    regime = lfilter(
+        [math.sqrt(1 - REGIME_VOL_AR**2)],
+        [1, -REGIME_VOL_AR],
+        rng.standard_normal(len(days)),
+        zi=[REGIME_VOL_AR * rng.standard_normal()],
+    )[0]
     phi = 0.5 ** (1.0 / INTRADAY_VOL_HALFLIFE)
     eps = rng.standard_normal((n, _NC))
     zi = phi * rng.standard_normal((1, _NC))
@@ -382,8 +416,11 @@ def _month_path(seed: int, month: str) -> _MonthPath:
     if n:
         gap[1:] = np.diff(since_epoch) > 1
     jump = np.zeros((n, _NC))
-    jump[gap] = (rng.standard_normal((int(gap.sum()), _NC)) @ chol.T) * (
-        vol / math.sqrt(MINUTES_PER_DAY)) * math.sqrt(WEEKEND_GAP_MINUTES)
+    jump[gap] = (
+        (rng.standard_normal((int(gap.sum()), _NC)) @ chol.T)
+        * (vol / math.sqrt(MINUTES_PER_DAY))
+        * math.sqrt(WEEKEND_GAP_MINUTES)
+    )
 
     # bridge the walk onto the next month's start level (weights ∝ each minute's variance)
     level, level_next = _month_levels(seed, m_idx)
@@ -433,7 +470,13 @@ def _pair_bars(path: _MonthPath, pair: str, seed: int) -> pd.DataFrame:
     quiet = (minute_of_day < 6 * 60) | (minute_of_day >= 20 * 60)
     keep = rng.random(n) >= MISSING_RATE * np.where(quiet, 2.0, 1.0)
     times = pd.DatetimeIndex(path.minutes[keep].astype("datetime64[us]")).tz_localize("UTC")
-    return pd.DataFrame({
-        "time": times, "open": po[keep], "high": ph[keep], "low": pl[keep], "close": pc[keep],
-        "volume": volume[keep].astype("int64"),
-    })
+    return pd.DataFrame(
+        {
+            "time": times,
+            "open": po[keep],
+            "high": ph[keep],
+            "low": pl[keep],
+            "close": pc[keep],
+            "volume": volume[keep].astype("int64"),
+        }
+    )

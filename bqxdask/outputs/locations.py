@@ -60,8 +60,9 @@ class Probe:
         try:
             self.fs.rm(self.path)
         except Exception as exc:  # any backend's own error type
-            raise UnwritableLocation(f"cannot remove the file it wrote: {reason(exc)}", self.where,
-                                     self.local) from None
+            raise UnwritableLocation(
+                f"cannot remove the file it wrote: {reason(exc)}", self.where, self.local
+            ) from None
 
 
 def is_remote(path: str) -> bool:
@@ -95,8 +96,9 @@ def write_probe(root: str) -> Probe:
         where = base = existing.as_posix()
         if not existing.is_dir():
             raise UnwritableLocation("a file, not a directory", where, local, not_a_directory=True)
-    probe = Probe(fs, posixpath.join(base, f"{PROBE}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"),
-                  where, local)
+    probe = Probe(
+        fs, posixpath.join(base, f"{PROBE}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"), where, local
+    )
     try:
         fs.pipe_file(probe.path, PROBE_BYTES)
     except Exception as exc:
@@ -134,17 +136,25 @@ def check_location(root: str, key: str) -> None:
     try:
         probe_location(root)
     except (ImportError, ValueError) as exc:
-        raise ConfigError(f"{key} = {root!r} is not a usable location ({exc}); fix: a local directory, or a URL "
-                          "whose filesystem is installed (s3://… needs pip install 'bqxdask[s3]')") from None
+        raise ConfigError(
+            f"{key} = {root!r} is not a usable location ({exc}); fix: a local directory, or a URL "
+            "whose filesystem is installed (s3://… needs pip install 'bqxdask[s3]')"
+        ) from None
     except UnwritableLocation as exc:
         if exc.not_a_directory:
-            raise ConfigError(f"{key} = {root!r} cannot be created: {exc.where} is a file, not a directory; "
-                              f"fix: point {key} at a directory (or remove that file)") from None
+            raise ConfigError(
+                f"{key} = {root!r} cannot be created: {exc.where} is a file, not a directory; "
+                f"fix: point {key} at a directory (or remove that file)"
+            ) from None
         if exc.local:
-            raise ConfigError(f"{key} = {root!r} cannot be written ({exc}); fix: make it writable for this user "
-                              f"or point {key} elsewhere") from None
-        raise ConfigError(f"{key} = {root!r} cannot be written ({exc.reason}); fix: check the bucket/path and the "
-                          "credentials, or point it elsewhere") from None
+            raise ConfigError(
+                f"{key} = {root!r} cannot be written ({exc}); fix: make it writable for this user "
+                f"or point {key} elsewhere"
+            ) from None
+        raise ConfigError(
+            f"{key} = {root!r} cannot be written ({exc.reason}); fix: check the bucket/path and the "
+            "credentials, or point it elsewhere"
+        ) from None
 
 
 def reason(exc: BaseException) -> str:
@@ -155,5 +165,14 @@ def reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-__all__ = ["PROBE", "Probe", "UnwritableLocation", "check_location", "check_output_locations", "is_remote",
-           "nearest_existing", "probe_location", "write_probe"]
+__all__ = [
+    "PROBE",
+    "Probe",
+    "UnwritableLocation",
+    "check_location",
+    "check_output_locations",
+    "is_remote",
+    "nearest_existing",
+    "probe_location",
+    "write_probe",
+]

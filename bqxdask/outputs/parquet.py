@@ -67,8 +67,7 @@ def write_unit(
     return write_block(root, family, pair, month, FeatureBlock.from_rows(times_us, columns, values), metadata)
 
 
-def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlock,
-                metadata: Mapping[str, Any]) -> str:
+def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlock, metadata: Mapping[str, Any]) -> str:
     """Write one unit's :class:`~bqxdask.results.FeatureBlock` atomically; returns the file's path."""
     fs, base = filesystem(root)
     arrays = [pa.array(block.times_us, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
@@ -80,15 +79,18 @@ def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlo
     fs.makedirs(directory, exist_ok=True)
     # Dictionary encoding only bloats unique floats; BYTE_STREAM_SPLIT lets zstd see the
     # exponent bytes together (about 30 % smaller and 5× faster to write than the defaults).
-    write_atomic(fs, final,
-                 lambda fh: pq.write_table(table, fh, compression="zstd", use_dictionary=False,
-                                           use_byte_stream_split=True),
-                 before_rename=lambda: _faults.point("parquet-before-rename"))
+    write_atomic(
+        fs,
+        final,
+        lambda fh: pq.write_table(table, fh, compression="zstd", use_dictionary=False, use_byte_stream_split=True),
+        before_rename=lambda: _faults.point("parquet-before-rename"),
+    )
     return final
 
 
-def write_atomic(fs, path: str, write: Callable[[Any], object], *,
-                 before_rename: Callable[[], None] | None = None) -> None:
+def write_atomic(
+    fs, path: str, write: Callable[[Any], object], *, before_rename: Callable[[], None] | None = None
+) -> None:
     """``write(fh)`` to a hidden temporary name beside ``path``, then rename it into place.
 
     A reader sees the old file or the new one, never half of one; a failed write leaves no
@@ -126,8 +128,9 @@ def unit_metadata(root: str, family: str, pair: str, month: str) -> dict[str, An
         ) from None
 
 
-def clean_temporary(root: str, families: Sequence[str], pairs: Sequence[str], *,
-                    older_than: float = 3600.0) -> list[str]:
+def clean_temporary(
+    root: str, families: Sequence[str], pairs: Sequence[str], *, older_than: float = 3600.0
+) -> list[str]:
     """Remove temporary files a killed run left behind; returns what was removed.
 
     Only files older than ``older_than`` seconds: another run may be writing the younger ones
@@ -161,7 +164,9 @@ def clean_unit_temporary(root: str, family: str, pair: str, month: str) -> list[
     return list(paths)
 
 
-def unit_files(root: str, family: str, pairs: Sequence[str] | None, start: str | None, end: str | None) -> list[tuple[str, str, str]]:
+def unit_files(
+    root: str, family: str, pairs: Sequence[str] | None, start: str | None, end: str | None
+) -> list[tuple[str, str, str]]:
     """(pair, month, path) of existing unit files, filtered, in (pair, month) order."""
     fs, base = filesystem(root)
     fam_dir = posixpath.join(base, family)
@@ -241,7 +246,9 @@ def read_features(
     fs, base = filesystem(parquet_dir)
     fam_dir = posixpath.join(base, family)
     if not fs.exists(fam_dir):
-        raise OutputError(f"no Parquet output for family {family!r} under {parquet_dir}; fix: run bqxdask features first")
+        raise OutputError(
+            f"no Parquet output for family {family!r} under {parquet_dir}; fix: run bqxdask features first"
+        )
     items = selected_units(fs, fam_dir, hive_filters(pairs, start, end))
     if not items:
         raise OutputError(
@@ -251,8 +258,10 @@ def read_features(
     with fs.open(items[0][2], "rb") as fh:
         schema = pq.read_schema(fh)
     columns = [n for n in schema.names if n != "time"]
-    meta = pd.DataFrame({"pair": pd.Series([], dtype="string"), **{c: pd.Series([], dtype="float64") for c in columns}},
-                        index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    meta = pd.DataFrame(
+        {"pair": pd.Series([], dtype="string"), **{c: pd.Series([], dtype="float64") for c in columns}},
+        index=pd.DatetimeIndex([], tz="UTC", name="time"),
+    )
     divisions = None
     if len({pair for pair, _, _ in items}) == 1:
         from ..calendar import month_bounds
@@ -260,9 +269,19 @@ def read_features(
         bounds = [month_bounds(m) for _, m, _ in items]
         contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
         if contiguous:
-            divisions = tuple(pd.Timestamp(b[0]) for b in bounds) + (pd.Timestamp(bounds[-1][1]) - pd.Timedelta(1, "us"),)
-    return dd.from_map(_read_unit, items, root=parquet_dir, columns=columns, meta=meta, divisions=divisions,
-                       label=f"read-features-{family}", enforce_metadata=False)
+            divisions = tuple(pd.Timestamp(b[0]) for b in bounds) + (
+                pd.Timestamp(bounds[-1][1]) - pd.Timedelta(1, "us"),
+            )
+    return dd.from_map(
+        _read_unit,
+        items,
+        root=parquet_dir,
+        columns=columns,
+        meta=meta,
+        divisions=divisions,
+        label=f"read-features-{family}",
+        enforce_metadata=False,
+    )
 
 
 def hive_filters(pairs: Sequence[str] | None, start: str | None, end: str | None) -> list[list[tuple]] | None:
@@ -298,8 +317,13 @@ def selected_units(fs, fam_dir: str, filters: list[list[tuple]] | None) -> list[
     """
     import pyarrow.dataset as pds
 
-    dataset = pds.dataset(fam_dir, filesystem=fs, format="parquet", schema=pa.schema([("time", pa.int64()), *HIVE_KEYS]),
-                          partitioning=pds.partitioning(HIVE_KEYS, flavor="hive"))
+    dataset = pds.dataset(
+        fam_dir,
+        filesystem=fs,
+        format="parquet",
+        schema=pa.schema([("time", pa.int64()), *HIVE_KEYS]),
+        partitioning=pds.partitioning(HIVE_KEYS, flavor="hive"),
+    )
     expression = pq.filters_to_expression(filters) if filters else None
     out = []
     for fragment in dataset.get_fragments(filter=expression):

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_HOMES = {"run_features": "run", "RunResult": "run", "check_connection_budget": "cluster",
-          "WORKER_ENVIRON": "cluster", "format_plan": "dryrun", "month_reads": "graph", "plan_run": "survey",
-          "unit_spec": "run"}
+_HOMES = {
+    "run_features": "run",
+    "RunResult": "run",
+    "check_connection_budget": "cluster",
+    "WORKER_ENVIRON": "cluster",
+    "format_plan": "dryrun",
+    "month_reads": "graph",
+    "plan_run": "survey",
+    "unit_spec": "run",
+}
 
 __all__ = sorted(_HOMES)
 

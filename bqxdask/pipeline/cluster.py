@@ -43,11 +43,15 @@ def cluster(cfg: Config, client: Any, out: TextIO) -> Iterator[tuple[Any, str | 
         try:  # the connect timeout is Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
             c = Client(cfg.cluster.scheduler_address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError) as exc:
-            raise BqxError(f"cannot reach the Dask scheduler at {cfg.cluster.scheduler_address} ({exc}); "
-                           "fix: check --scheduler / cluster.scheduler_address and that the scheduler runs") from None
+            raise BqxError(
+                f"cannot reach the Dask scheduler at {cfg.cluster.scheduler_address} ({exc}); "
+                "fix: check --scheduler / cluster.scheduler_address and that the scheduler runs"
+            ) from None
         try:
             link = dashboard_link(c)
-            out.write(f"Dask dashboard: {link or 'not available'} (existing scheduler {cfg.cluster.scheduler_address})\n")
+            out.write(
+                f"Dask dashboard: {link or 'not available'} (existing scheduler {cfg.cluster.scheduler_address})\n"
+            )
             out.flush()
             yield c, link
         finally:
@@ -55,17 +59,22 @@ def cluster(cfg: Config, client: Any, out: TextIO) -> Iterator[tuple[Any, str | 
         return
     with dask.config.set(WORKER_ENVIRON):
         local = LocalCluster(
-            n_workers=cfg.cluster.n_workers, threads_per_worker=cfg.cluster.threads_per_worker,
-            memory_limit=cfg.cluster.memory_limit, dashboard_address=cfg.cluster.dashboard_address,
+            n_workers=cfg.cluster.n_workers,
+            threads_per_worker=cfg.cluster.threads_per_worker,
+            memory_limit=cfg.cluster.memory_limit,
+            dashboard_address=cfg.cluster.dashboard_address,
             # a failing task's "Compute Failed … Traceback" is the run's to tell, in one line (the
             # traceback goes to run.log): the workers' own log stays quiet below CRITICAL
-            processes=True, silence_logs=logging.CRITICAL,
+            processes=True,
+            silence_logs=logging.CRITICAL,
         )
     c = Client(local)
     try:
         link = dashboard_link(c)
-        out.write(f"Dask dashboard: {link}  ({cfg.cluster.n_workers} workers × {cfg.cluster.threads_per_worker} "
-                  f"thread, {cfg.cluster.memory_limit} each)\n")
+        out.write(
+            f"Dask dashboard: {link}  ({cfg.cluster.n_workers} workers × {cfg.cluster.threads_per_worker} "
+            f"thread, {cfg.cluster.memory_limit} each)\n"
+        )
         out.flush()
         yield c, link
     finally:

@@ -112,5 +112,11 @@ def estimate(plan: Plan, cfg: Config) -> Estimate:
             sql_bytes += unit.rows * sql_row_bytes(n_cols[fam])
             pq_bytes += parquet_bytes(unit.rows, n_cols[fam])
             core += unit.rows * per_row.get(fam, max(per_row.values()))
-    return Estimate(plan.rows_to_compute(), values, sql_bytes if cfg.output.write_sql else 0,
-                    int(pq_bytes) if cfg.output.write_parquet else 0, core, source)
+    return Estimate(
+        plan.rows_to_compute(),
+        values,
+        sql_bytes if cfg.output.write_sql else 0,
+        int(pq_bytes) if cfg.output.write_parquet else 0,
+        core,
+        source,
+    )

@@ -28,9 +28,12 @@ def month_reads(pair_specs: Sequence[UnitSpec], label: str):
     explicit month divisions and meta, so that no task reads to find them out."""
     import dask.dataframe as dd
 
-    divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),)
-    return dd.from_map(tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions, label=label,
-                       enforce_metadata=False)
+    divisions = tuple(pd.Timestamp(s.lo) for s in pair_specs) + (
+        pd.Timestamp(pair_specs[-1].hi) - pd.Timedelta(1, "us"),
+    )
+    return dd.from_map(
+        tasks.read_month, pair_specs, meta=BARS_META, divisions=divisions, label=label, enforce_metadata=False
+    )
 
 
 def unit_outputs(plan: Plan, work: Sequence, specs: dict[str, UnitSpec]) -> tuple[list, list[tuple[str, str, str]]]:

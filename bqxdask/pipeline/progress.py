@@ -49,8 +49,10 @@ class Progress:
         eta = (elapsed / self.done) * (self.total - self.done) if self.done else 0.0
         failed = f" · {self.failed} failed" if self.failed else ""
         note = f" · {self._note}" if self._note else ""
-        return (f"[{self.label}] {self.done}/{self.total} units · {self.rows:,} rows · {rate:,.0f} rows/s"
-                f" · elapsed {format_time(elapsed)} · ETA {format_time(eta)}{failed}{note}")
+        return (
+            f"[{self.label}] {self.done}/{self.total} units · {self.rows:,} rows · {rate:,.0f} rows/s"
+            f" · elapsed {format_time(elapsed)} · ETA {format_time(eta)}{failed}{note}"
+        )
 
     def _draw(self) -> None:
         if self.tty:
@@ -71,8 +73,9 @@ class Progress:
 
 def summary_rows(results: Iterable[Mapping[str, Any]], families: Iterable[str]) -> list[dict[str, Any]]:
     """Per family: units done/skipped/failed, rows, task seconds, rows/s."""
-    table: dict[str, dict[str, Any]] = defaultdict(lambda: {"done": 0, "skipped": 0, "failed": 0, "rows": 0,
-                                                            "seconds": 0.0})
+    table: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"done": 0, "skipped": 0, "failed": 0, "rows": 0, "seconds": 0.0}
+    )
     for fam in families:
         table[fam]  # keep SPEC order
     for r in results:
@@ -94,14 +97,20 @@ def format_summary(rows: list[dict[str, Any]], *, wall: float, rejected: int, du
     lines = [head, "-" * len(head)]
     tot = {"done": 0, "skipped": 0, "failed": 0, "rows": 0, "seconds": 0.0}
     for r in rows:
-        lines.append(f"{r['family']:<18}{r['done']:>6}{r['skipped']:>9}{r['failed']:>8}{r['rows']:>12,}"
-                     f"{r['seconds']:>9.1f}{r['rows_per_s']:>12,.0f}")
+        lines.append(
+            f"{r['family']:<18}{r['done']:>6}{r['skipped']:>9}{r['failed']:>8}{r['rows']:>12,}"
+            f"{r['seconds']:>9.1f}{r['rows_per_s']:>12,.0f}"
+        )
         for k in tot:
             tot[k] += r[k]
     lines.append("-" * len(head))
     rate = tot["rows"] / wall if wall > 0 else 0.0
-    lines.append(f"{'total':<18}{tot['done']:>6}{tot['skipped']:>9}{tot['failed']:>8}{tot['rows']:>12,}"
-                 f"{tot['seconds']:>9.1f}{rate:>12,.0f}  (rows/s over wall time {wall:.1f}s)")
-    lines.append(f"rejected bars (quarantined) in the months computed: {rejected:,} · identical duplicates "
-                 f"dropped: {duplicates:,} (details: <output_schema>.rejected_bars)")
+    lines.append(
+        f"{'total':<18}{tot['done']:>6}{tot['skipped']:>9}{tot['failed']:>8}{tot['rows']:>12,}"
+        f"{tot['seconds']:>9.1f}{rate:>12,.0f}  (rows/s over wall time {wall:.1f}s)"
+    )
+    lines.append(
+        f"rejected bars (quarantined) in the months computed: {rejected:,} · identical duplicates "
+        f"dropped: {duplicates:,} (details: <output_schema>.rejected_bars)"
+    )
     return "\n".join(lines)

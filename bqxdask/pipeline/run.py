@@ -119,13 +119,14 @@ def run_features(
         out.write(format_plan(plan, cfg, url, rurl) + "\n")
         return RunResult(run_id, plan)
 
-    result = RunResult(run_id, plan, run_dir=run_dir, null_time=extras["null_time"],
-                       started_at=extras["started_at"])
+    result = RunResult(run_id, plan, run_dir=run_dir, null_time=extras["null_time"], started_at=extras["started_at"])
     result.results.extend(UnitResult(f, u.pair, u.month, Status.SKIPPED) for u in plan.units for f in u.skip)
     empty = [u for u in plan.units if u.todo and u.rows == 0]
     for u in empty:
-        msg = (f"{u.pair} {u.month}: no bars in {cfg.database.source_schema}.m1_{u.pair}; fix: import or seed "
-               f"that month, or narrow run.start/run.end")
+        msg = (
+            f"{u.pair} {u.month}: no bars in {cfg.database.source_schema}.m1_{u.pair}; fix: import or seed "
+            f"that month, or narrow run.start/run.end"
+        )
         result.failures.append(msg)
         result.results.extend(UnitResult(f, u.pair, u.month, Status.EMPTY, {"error": msg}) for f in u.todo)
     work = [u for u in plan.units if u.todo and u.rows > 0]
@@ -139,10 +140,13 @@ def run_features(
             if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
                 from ..readiness.probes import require_workers_ready
 
-                require_workers_ready(dask_client, url,
-                                      cfg.output.parquet_dir if cfg.output.write_parquet else None,
-                                      read_url=cfg.database.read_url,
-                                      application_name=application_name(run_id, "worker"))
+                require_workers_ready(
+                    dask_client,
+                    url,
+                    cfg.output.parquet_dir if cfg.output.write_parquet else None,
+                    read_url=cfg.database.read_url,
+                    application_name=application_name(run_id, "worker"),
+                )
             prepare_outputs(cfg, url, plan, work)
             result.dashboard = dashboard
             execute(dask_client, cfg, url, plan, work, specs, result, run_dir, out)
@@ -169,9 +173,13 @@ def prepare_outputs(cfg: Config, url: str, plan: Plan, work: Sequence) -> None:
                 cols = registry.get(fam).column_names(cfg.families)
                 extra = ensure_feature_table(cur, cfg.database.output_schema, feature_table(fam, pair), cols)
                 if extra:
-                    log.warning("%s.%s has columns the current config does not produce (%s); they are left NULL "
-                                "for recomputed months; fix: drop them if unwanted",
-                                cfg.database.output_schema, feature_table(fam, pair), ", ".join(extra[:5]))
+                    log.warning(
+                        "%s.%s has columns the current config does not produce (%s); they are left NULL "
+                        "for recomputed months; fix: drop them if unwanted",
+                        cfg.database.output_schema,
+                        feature_table(fam, pair),
+                        ", ".join(extra[:5]),
+                    )
             conn.commit()
     except psycopg2.Error as exc:
         raise explain_db_error(exc, url, "creating the output tables") from None
@@ -181,27 +189,50 @@ def unit_spec(cfg: Config, url: str, rurl: str, plan: Plan, src: SourceTable, un
     """The plain values the tasks of one unit need (no engine or connection crosses to a worker)."""
     lo, hi = month_bounds(unit.month)
     return UnitSpec(
-        url=url, read_url=rurl, source=src, output_schema=cfg.database.output_schema,
-        pair=unit.pair, month=unit.month, lo=lo, hi=hi, warmup=plan.warmup,
-        baseline=plan.baselines[unit.pair].close, families=cfg.families, run_id=plan.run_id,
-        fingerprint=unit.fingerprint, config_hashes=dict(plan.config_hashes),
+        url=url,
+        read_url=rurl,
+        source=src,
+        output_schema=cfg.database.output_schema,
+        pair=unit.pair,
+        month=unit.month,
+        lo=lo,
+        hi=hi,
+        warmup=plan.warmup,
+        baseline=plan.baselines[unit.pair].close,
+        families=cfg.families,
+        run_id=plan.run_id,
+        fingerprint=unit.fingerprint,
+        config_hashes=dict(plan.config_hashes),
         parquet_dir=cfg.output.parquet_dir if cfg.output.write_parquet else None,
-        write_sql=cfg.output.write_sql, max_connections=cfg.database.max_connections_per_worker,
-        lock_timeout=cfg.database.lock_timeout, lock_wait_limit=cfg.database.lock_wait_limit, started_at=started_at,
+        write_sql=cfg.output.write_sql,
+        max_connections=cfg.database.max_connections_per_worker,
+        lock_timeout=cfg.database.lock_timeout,
+        lock_wait_limit=cfg.database.lock_wait_limit,
+        started_at=started_at,
     )
 
 
 # -- executing --------------------------------------------------------------------------------
-def execute(client: Any, cfg: Config, url: str, plan: Plan, work: Sequence, specs: dict[str, UnitSpec],
-            result: RunResult, run_dir: Path | None, out: TextIO) -> None:
+def execute(
+    client: Any,
+    cfg: Config,
+    url: str,
+    plan: Plan,
+    work: Sequence,
+    specs: dict[str, UnitSpec],
+    result: RunResult,
+    run_dir: Path | None,
+    out: TextIO,
+) -> None:
     """Compute the graph's outputs, one (family, pair, month) write each, reporting as they end."""
     from distributed import as_completed, performance_report
 
     outputs, labels = unit_outputs(plan, work, specs)
     report = run_dir / "dask-performance-report.html" if run_dir is not None else None
     progress = Progress(len(outputs), stream=sys.stderr if out is sys.stdout else out)
-    watch = RunWatch(client, url, topic=event_topic(plan.run_id), progress=progress,
-                     stall_seconds=cfg.run.stall_seconds)
+    watch = RunWatch(
+        client, url, topic=event_topic(plan.run_id), progress=progress, stall_seconds=cfg.run.stall_seconds
+    )
     with performance_report(filename=str(report)) if report else contextlib.nullcontext(), watch:
         futures = client.compute(outputs)
         index = {f.key: i for i, f in enumerate(futures)}
@@ -226,8 +257,13 @@ def execute(client: Any, cfg: Config, url: str, plan: Plan, work: Sequence, spec
             else:
                 result.results.append(res)
                 if res.detail.get("waited_for"):
-                    log.info("%s %s %s: %s", fam, pair, month, res.detail.get("reason")
-                             or f"waited for {res.detail['waited_for']}")
+                    log.info(
+                        "%s %s %s: %s",
+                        fam,
+                        pair,
+                        month,
+                        res.detail.get("reason") or f"waited for {res.detail['waited_for']}",
+                    )
                 progress.advance(rows=res.rows)
             fut.release()
     result.stalls.extend(watch.stalls)
@@ -258,8 +294,10 @@ def failure_message(exc: BaseException, fam: str, pair: str, month: str) -> str:
         return f"{fam} {pair} {month}: {exc}"
     name = type(exc).__name__
     if name == "KilledWorker":
-        return (f"{fam} {pair} {month}: the worker running it died repeatedly (memory limit?); "
-                "fix: raise cluster.memory_limit or lower families.reg.windows, then rerun")
+        return (
+            f"{fam} {pair} {month}: the worker running it died repeatedly (memory limit?); "
+            "fix: raise cluster.memory_limit or lower families.reg.windows, then rerun"
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
     return f"{fam} {pair} {month}: {name}: {text} (traceback in the run log); fix: rerun — finished units are kept"
 
@@ -267,8 +305,11 @@ def failure_message(exc: BaseException, fam: str, pair: str, month: str) -> str:
 def finish(cfg: Config, result: RunResult, out: TextIO, url: str) -> None:
     """Print the summary table and the failures; write ``summary.json`` into the run directory."""
     rows = summary_rows(result.results, result.plan.families)
-    out.write("\n" + format_summary(rows, wall=result.wall_seconds, rejected=result.rejected,
-                                     duplicates=result.duplicates) + "\n")
+    out.write(
+        "\n"
+        + format_summary(rows, wall=result.wall_seconds, rejected=result.rejected, duplicates=result.duplicates)
+        + "\n"
+    )
     for msg in result.failures:
         out.write(f"FAILED {msg}\n")
     if result.run_dir is not None:

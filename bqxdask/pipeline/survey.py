@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 MAX_SURVEY_MONTHS_BACK = 36
 
 
-def plan_run(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str,
-             full_refresh: bool, dry_run: bool = False) -> tuple[Plan, dict[str, SourceTable], dict[str, Any]]:
+def plan_run(
+    cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: str, full_refresh: bool, dry_run: bool = False
+) -> tuple[Plan, dict[str, SourceTable], dict[str, Any]]:
     """Survey the sources, fix the baselines, read the checkpoints; a dry run writes nothing.
 
     Also returns ``{"null_time": {pair: rows}, "started_at": the database's now()}``: rows that
@@ -60,15 +61,21 @@ def plan_run(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: st
                 rconn.rollback()
             for pair, (count, reasons) in null_time.items():
                 if count:
-                    log.warning("%s: %d row(s) of %s have a NULL time and cannot be used%s; fix: set their time or "
-                                "delete them (SELECT * FROM %s WHERE time IS NULL)", pair, count, sources[pair].label,
-                                "" if dry_run else f" — quarantined in {schema}.rejected_bars with time NULL",
-                                sources[pair].label)
+                    log.warning(
+                        "%s: %d row(s) of %s have a NULL time and cannot be used%s; fix: set their time or "
+                        "delete them (SELECT * FROM %s WHERE time IS NULL)",
+                        pair,
+                        count,
+                        sources[pair].label,
+                        "" if dry_run else f" — quarantined in {schema}.rejected_bars with time NULL",
+                        sources[pair].label,
+                    )
                 if not dry_run:
                     replace_null_time_rejects(conn, schema, pair, reasons, run_id)
             for pair, src in sources.items():
-                baselines[pair] = resolve_baseline(conn, src, cfg.database.output_schema, cfg.index.baseline,
-                                                   store=not dry_run)
+                baselines[pair] = resolve_baseline(
+                    conn, src, cfg.database.output_schema, cfg.index.baseline, store=not dry_run
+                )
             with conn.cursor() as cur:
                 checkpoints = {}
                 if table_exists(cur, cfg.database.output_schema, "checkpoints"):
@@ -84,10 +91,19 @@ def plan_run(cfg: Config, url: str, rurl: str, fams: tuple[str, ...], run_id: st
             raise explain_db_error(exc, url, "planning the run") from None
         raise
     checkpoints = {k: v for k, v in checkpoints.items() if (k[0], k[1]) not in missing_tables}
-    parquet_ok = (parquet_checks(cfg.output.parquet_dir, checkpoints, fams, cfg.run.pairs)
-                  if cfg.output.write_parquet else {})
-    plan = make_plan(cfg, run_id=run_id, families=fams, surveys=surveys, baselines=baselines,
-                     checkpoints=checkpoints, parquet_ok=parquet_ok, full_refresh=full_refresh)
+    parquet_ok = (
+        parquet_checks(cfg.output.parquet_dir, checkpoints, fams, cfg.run.pairs) if cfg.output.write_parquet else {}
+    )
+    plan = make_plan(
+        cfg,
+        run_id=run_id,
+        families=fams,
+        surveys=surveys,
+        baselines=baselines,
+        checkpoints=checkpoints,
+        parquet_ok=parquet_ok,
+        full_refresh=full_refresh,
+    )
     short = [p for p in cfg.run.pairs if sum(s.rows for s in surveys[p].values()) < warmup]
     extra = tuple(f"{p}: fewer bars than the longest lookback ({warmup} rows); early rows will be NULL" for p in short)
     extras = {"null_time": {p: c for p, (c, _) in null_time.items() if c}, "started_at": started_at}
@@ -109,5 +125,9 @@ def survey_pair(cur, src: SourceTable, cfg: Config, warmup: int) -> dict[str, Mo
 
 
 def missing_feature_tables(cur, cfg: Config, fams: Sequence[str]) -> set[tuple[str, str]]:
-    return {(f, p) for f in fams for p in cfg.run.pairs
-            if not table_exists(cur, cfg.database.output_schema, feature_table(f, p))}
+    return {
+        (f, p)
+        for f in fams
+        for p in cfg.run.pairs
+        if not table_exists(cur, cfg.database.output_schema, feature_table(f, p))
+    }

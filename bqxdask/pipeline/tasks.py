@@ -90,8 +90,12 @@ _activity: dict[int, dict[str, Any]] = {}
 @contextlib.contextmanager
 def activity(unit: str, stage: str, conn: Any = None) -> Iterator[None]:
     """Mark this thread as busy with ``unit`` in ``stage`` (read, compute, Parquet, SQL, lock)."""
-    entry = {"unit": unit, "stage": stage, "since": time.time(),
-             "backend_pid": conn.get_backend_pid() if conn is not None and not conn.closed else None}
+    entry = {
+        "unit": unit,
+        "stage": stage,
+        "since": time.time(),
+        "backend_pid": conn.get_backend_pid() if conn is not None and not conn.closed else None,
+    }
     key = threading.get_ident()
     with _activity_lock:
         previous = _activity.get(key)
@@ -152,8 +156,9 @@ class UnitCounts:
 COUNTS = "bqxdask_unit"
 #: the prepared frame's columns (SPEC §4.1, §4.2): what every family reads
 PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
-PREPARED_META = pd.DataFrame({c: pd.Series([], dtype="float64") for c in PREPARED_COLUMNS},
-                             index=pd.DatetimeIndex([], tz="UTC", name="time"))
+PREPARED_META = pd.DataFrame(
+    {c: pd.Series([], dtype="float64") for c in PREPARED_COLUMNS}, index=pd.DatetimeIndex([], tz="UTC", name="time")
+)
 
 
 def counts_of(frame: pd.DataFrame) -> UnitCounts:
@@ -165,8 +170,11 @@ def read_month(spec: UnitSpec) -> pd.DataFrame:
     """Raw bars of the unit's month (the body of the Dask ``from_map`` partitions)."""
 
     def step() -> pd.DataFrame:
-        with pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn, \
-                activity(f"{spec.pair} {spec.month}", "read", conn), conn.cursor() as cur:
+        with (
+            pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn,
+            activity(f"{spec.pair} {spec.month}", "read", conn),
+            conn.cursor() as cur,
+        ):
             frame = read_range(cur, spec.source, spec.lo, spec.hi)
             conn.rollback()
             return frame
@@ -182,8 +190,11 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
 
     def step() -> pd.DataFrame:
         nonlocal limit
-        with pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn, \
-                activity(f"{spec.pair} {spec.month} warm-up", "read", conn), conn.cursor() as cur:
+        with (
+            pool.pooled(spec.read_url, spec.max_connections, application_name=spec.application_name) as conn,
+            activity(f"{spec.pair} {spec.month} warm-up", "read", conn),
+            conn.cursor() as cur,
+        ):
             while True:
                 raw, full = read_before(cur, spec.source, spec.lo, limit)
                 if full and len(raw):
@@ -192,7 +203,7 @@ def read_warmup(spec: UnitSpec) -> pd.DataFrame:
                 accepted, _ = validate_bars(raw)
                 if len(accepted) >= spec.warmup or not full:
                     conn.rollback()
-                    return accepted.iloc[-spec.warmup:]
+                    return accepted.iloc[-spec.warmup :]
                 limit *= 2
 
     return pool.retrying(step, url=spec.read_url, what=f"reading the warm-up of {spec.source.label} {spec.month}")
@@ -214,11 +225,21 @@ def prepare_unit(raw: pd.DataFrame, warm: pd.DataFrame, spec: UnitSpec) -> pd.Da
     duplicates = len(raw) - len(accepted) - len(rejected)
 
     def record() -> None:
-        with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn, \
-                activity(f"{spec.pair} {spec.month} rejected bars", "SQL", conn), \
-                _watch(conn, spec, f"recording the rejected bars of {spec.pair} {spec.month}", notifier(spec)):
-            replace_rejected(conn, spec.output_schema, spec.pair, spec.lo, spec.hi,
-                             [t.to_pydatetime() for t in rejected["time"]], list(rejected["reason"]), spec.run_id)
+        with (
+            pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn,
+            activity(f"{spec.pair} {spec.month} rejected bars", "SQL", conn),
+            _watch(conn, spec, f"recording the rejected bars of {spec.pair} {spec.month}", notifier(spec)),
+        ):
+            replace_rejected(
+                conn,
+                spec.output_schema,
+                spec.pair,
+                spec.lo,
+                spec.hi,
+                [t.to_pydatetime() for t in rejected["time"]],
+                list(rejected["reason"]),
+                spec.run_id,
+            )
 
     pool.retrying(record, url=spec.url, what=f"recording rejected bars of {spec.pair} {spec.month}")
     bars = pd.concat([warm, accepted]) if len(warm) else accepted
@@ -241,24 +262,49 @@ def compute_and_write(prepared: pd.DataFrame, family_name: str, spec: UnitSpec) 
 
 
 # -- writing ----------------------------------------------------------------------------------
-def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, family_name: str, spec: UnitSpec,
-                *, seconds_compute: float) -> UnitResult:
+def write_block(
+    block: FeatureBlock,
+    payload: bytes | None,
+    counts: UnitCounts,
+    family_name: str,
+    spec: UnitSpec,
+    *,
+    seconds_compute: float,
+) -> UnitResult:
     """Holding the unit's advisory lock (SPEC §11), write Parquet, then SQL + checkpoint in one
     transaction; return the outcome. A unit that another run wrote while this one waited for
     the lock is not written again."""
     label = f"{spec.pair} {spec.month} {family_name}"
     columns = list(block.columns)
-    checkpoint = Checkpoint(family_name, spec.pair, spec.month, spec.config_hashes[family_name], spec.fingerprint,
-                            len(block), counts.rejected, spec.write_sql, spec.parquet_dir is not None)
+    checkpoint = Checkpoint(
+        family_name,
+        spec.pair,
+        spec.month,
+        spec.config_hashes[family_name],
+        spec.fingerprint,
+        len(block),
+        counts.rejected,
+        spec.write_sql,
+        spec.parquet_dir is not None,
+    )
     timings: dict[str, float] = {}
 
     tell = notifier(spec)
 
     def step() -> tuple[str | None, str | None]:
         with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn:
-            with activity(label, "lock", conn), unit_lock(
-                    conn, spec.output_schema, family_name, spec.pair, spec.month, limit=spec.lock_wait_limit,
-                    report=tell) as waited_for:
+            with (
+                activity(label, "lock", conn),
+                unit_lock(
+                    conn,
+                    spec.output_schema,
+                    family_name,
+                    spec.pair,
+                    spec.month,
+                    limit=spec.lock_wait_limit,
+                    report=tell,
+                ) as waited_for,
+            ):
                 if _written_by_another(conn, spec, family_name):
                     return None, waited_for
                 t_lock = time.perf_counter()
@@ -266,13 +312,25 @@ def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, 
                 if spec.parquet_dir is not None:
                     with activity(label, "Parquet"):
                         parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
-                        path = parquet.write_block(spec.parquet_dir, family_name, spec.pair, spec.month, block,
-                                                   _metadata(family_name, spec))
+                        path = parquet.write_block(
+                            spec.parquet_dir, family_name, spec.pair, spec.month, block, _metadata(family_name, spec)
+                        )
                 t_parquet = time.perf_counter()
-                with activity(label, "SQL", conn), _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}",
-                                                          tell):
-                    replace_unit(conn, spec.output_schema, feature_table(family_name, spec.pair), spec.lo, spec.hi,
-                                 columns, payload, checkpoint, spec.run_id)
+                with (
+                    activity(label, "SQL", conn),
+                    _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}", tell),
+                ):
+                    replace_unit(
+                        conn,
+                        spec.output_schema,
+                        feature_table(family_name, spec.pair),
+                        spec.lo,
+                        spec.hi,
+                        columns,
+                        payload,
+                        checkpoint,
+                        spec.run_id,
+                    )
                 timings.update(parquet=t_parquet - t_lock, sql=time.perf_counter() - t_parquet)
                 return path, waited_for
 
@@ -280,11 +338,18 @@ def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, 
     parquet_path, waited_for = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
     t3 = time.perf_counter()
     stats = {
-        "rows": len(block), "columns": len(columns), "rejected": counts.rejected,
-        "duplicates": counts.duplicates, "warmup_rows": counts.n_warm,
-        "seconds_compute": seconds_compute, "seconds_parquet": timings.get("parquet", 0.0),
-        "seconds_sql": timings.get("sql", 0.0), "seconds_lock": (t3 - t_write) - sum(timings.values()),
-        "seconds_prepare": counts.seconds, "seconds": t3 - t_write + seconds_compute, "parquet": parquet_path,
+        "rows": len(block),
+        "columns": len(columns),
+        "rejected": counts.rejected,
+        "duplicates": counts.duplicates,
+        "warmup_rows": counts.n_warm,
+        "seconds_compute": seconds_compute,
+        "seconds_parquet": timings.get("parquet", 0.0),
+        "seconds_sql": timings.get("sql", 0.0),
+        "seconds_lock": (t3 - t_write) - sum(timings.values()),
+        "seconds_prepare": counts.seconds,
+        "seconds": t3 - t_write + seconds_compute,
+        "parquet": parquet_path,
         "sql_bytes": len(payload) if payload is not None else 0,
     }
     if waited_for is not None:
@@ -299,16 +364,25 @@ def write_block(block: FeatureBlock, payload: bytes | None, counts: UnitCounts, 
 def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
     """Under the unit's lock: did another run write this unit, for this config and these bars?"""
     with conn.cursor() as cur:
-        ck = load_checkpoint(cur, spec.output_schema, family_name, spec.pair, spec.month, other_than=spec.run_id,
-                             since=spec.started_at)
+        ck = load_checkpoint(
+            cur, spec.output_schema, family_name, spec.pair, spec.month, other_than=spec.run_id, since=spec.started_at
+        )
     conn.commit()
-    return unit_current(ck, spec.config_hashes[family_name], spec.fingerprint, write_sql=spec.write_sql,
-                        parquet_dir=spec.parquet_dir)
+    return unit_current(
+        ck, spec.config_hashes[family_name], spec.fingerprint, write_sql=spec.write_sql, parquet_dir=spec.parquet_dir
+    )
 
 
 def _watch(conn: Any, spec: UnitSpec, what: str, tell: Callable[[str], None]) -> LockWatch:
-    return LockWatch(conn, spec.url, what, lock_timeout=spec.lock_timeout, limit=spec.lock_wait_limit,
-                     report=tell, application_name=spec.application_name)
+    return LockWatch(
+        conn,
+        spec.url,
+        what,
+        lock_timeout=spec.lock_timeout,
+        limit=spec.lock_wait_limit,
+        report=tell,
+        application_name=spec.application_name,
+    )
 
 
 def _metadata(family_name: str, spec: UnitSpec) -> dict[str, Any]:

@@ -78,21 +78,37 @@ class RunWatch:
             for e in entries:
                 wait = waits.get(e.get("backend_pid"))
                 db = f", database: {wait}" if wait else ""
-                lines.append({"worker": worker, "unit": e["unit"], "stage": e["stage"],
-                              "seconds": round(float(e["seconds"]), 1), "wait_event": wait})
-                log.warning("stalled %.0f s (no unit finished): worker %s is in %s of %s for %.0f s%s",
-                            idle, worker, e["stage"], e["unit"], e["seconds"], db)
+                lines.append(
+                    {
+                        "worker": worker,
+                        "unit": e["unit"],
+                        "stage": e["stage"],
+                        "seconds": round(float(e["seconds"]), 1),
+                        "wait_event": wait,
+                    }
+                )
+                log.warning(
+                    "stalled %.0f s (no unit finished): worker %s is in %s of %s for %.0f s%s",
+                    idle,
+                    worker,
+                    e["stage"],
+                    e["unit"],
+                    e["seconds"],
+                    db,
+                )
         if not lines:
-            log.warning("stalled %.0f s (no unit finished) and no worker is busy: the scheduler may be waiting for "
-                        "workers or memory; see the dashboard", idle)
+            log.warning(
+                "stalled %.0f s (no unit finished) and no worker is busy: the scheduler may be waiting for "
+                "workers or memory; see the dashboard",
+                idle,
+            )
         self.stalls.append({"after_seconds": round(idle, 1), "at": time.time(), "busy": lines})
 
 
 def _wait_events(url: str, pids: list[int]) -> dict[int, str]:
     """``wait_event_type/wait_event`` (and state) of the given backends."""
     with connection(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pid, state, wait_event_type, wait_event FROM pg_stat_activity WHERE pid = ANY(%s)",
-                    (pids,))
+        cur.execute("SELECT pid, state, wait_event_type, wait_event FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
         out = {}
         for pid, state, wtype, wevent in cur.fetchall():
             out[pid] = f"{state or '?'}" + (f", waiting on {wtype}/{wevent}" if wtype else ", not waiting")

@@ -45,5 +45,18 @@ from .report import GROUPS, WIDTH, Assessment
 from .sizing import measured_parquet_ratio
 from .software import Requirement, version_ok
 
-__all__ = ["CHECK_APPLICATION", "FAIL", "GROUPS", "OK", "WARN", "WIDTH", "Assessment", "Check", "Requirement",
-           "assess", "measured_parquet_ratio", "run_check", "version_ok"]
+__all__ = [
+    "CHECK_APPLICATION",
+    "FAIL",
+    "GROUPS",
+    "OK",
+    "WARN",
+    "WIDTH",
+    "Assessment",
+    "Check",
+    "Requirement",
+    "assess",
+    "measured_parquet_ratio",
+    "run_check",
+    "version_ok",
+]

@@ -54,8 +54,7 @@ def plan_group(cfg: Config, machine: MachineFacts) -> tuple[PlanFacts, list[Chec
         n, threads, memory = workers.n, workers.threads_per_worker, workers.memory
     else:
         n, threads, memory = c.n_workers, c.threads_per_worker, cfg.memory_limit_bytes
-        checks = [local_memory_check(cfg, memory, machine.mem_available),
-                  local_cpus_check(cfg, machine.cpus or 1)]
+        checks = [local_memory_check(cfg, memory, machine.mem_available), local_cpus_check(cfg, machine.cpus or 1)]
     families, warmup, line = families_check(cfg)
     return PlanFacts(n, threads, memory, families, warmup), [*checks, line]
 
@@ -81,12 +80,24 @@ def local_memory_check(cfg: Config, limit: int, avail: int | None) -> Check:
     share = f"{pct(need, avail)} of {short_bytes(avail)} available"
     fix = f"fix: --workers {fit} or --memory-limit {suggest_limit(avail, workers)}"
     if need > avail:
-        return Check(GROUP, "memory", FAIL, f"{base} > {short_bytes(avail)} available ({share}): workers would be "
-                     f"killed or the machine would swap; {fix}", values)
+        return Check(
+            GROUP,
+            "memory",
+            FAIL,
+            f"{base} > {short_bytes(avail)} available ({share}): workers would be "
+            f"killed or the machine would swap; {fix}",
+            values,
+        )
     if need > MEMORY_WARN * avail:
         db = " and the embedded database" if not cfg.database.url else ""
-        return Check(GROUP, "memory", WARN, f"{base} = {share}: under {100 - 100 * MEMORY_WARN:.0f} % headroom "
-                     f"left for the scheduler, the client{db} and the OS; {fix}", values)
+        return Check(
+            GROUP,
+            "memory",
+            WARN,
+            f"{base} = {share}: under {100 - 100 * MEMORY_WARN:.0f} % headroom "
+            f"left for the scheduler, the client{db} and the OS; {fix}",
+            values,
+        )
     return Check(GROUP, "memory", OK, f"{base} = {share}", values)
 
 
@@ -102,13 +113,21 @@ def local_cpus_check(cfg: Config, cpus: int) -> Check:
     c = cfg.cluster
     threads = c.n_workers * c.threads_per_worker
     values = {"workers": c.n_workers, "threads_per_worker": c.threads_per_worker, "threads": threads, "cpus": cpus}
-    base = (f"{c.n_workers} workers × {c.threads_per_worker} thread{'s' * (c.threads_per_worker != 1)} "
-            f"= {threads} on {cpus} CPUs")
+    base = (
+        f"{c.n_workers} workers × {c.threads_per_worker} thread{'s' * (c.threads_per_worker != 1)} "
+        f"= {threads} on {cpus} CPUs"
+    )
     if threads > cpus:
-        return Check(GROUP, "CPUs", WARN, f"{base}: threads time-share the CPUs, so nothing runs faster past {cpus}, "
-                     f"while each extra worker still reserves {c.memory_limit} and holds up to "
-                     f"{cfg.database.max_connections_per_worker} database connections; fix: --workers "
-                     f"{max(1, cpus // c.threads_per_worker)}", values)
+        return Check(
+            GROUP,
+            "CPUs",
+            WARN,
+            f"{base}: threads time-share the CPUs, so nothing runs faster past {cpus}, "
+            f"while each extra worker still reserves {c.memory_limit} and holds up to "
+            f"{cfg.database.max_connections_per_worker} database connections; fix: --workers "
+            f"{max(1, cpus // c.threads_per_worker)}",
+            values,
+        )
     idle = f" ({cpus - threads} CPU{'s' * (cpus - threads != 1)} left idle)" if threads < cpus else ""
     return Check(GROUP, "CPUs", OK, base + idle, values)
 
@@ -125,12 +144,30 @@ def families_check(cfg: Config) -> tuple[tuple[str, ...], int, Check]:
     cols = sum(len(known[f].column_names(cfg.families)) for f in available)
     values = {"enabled": enabled, "unavailable": missing, "columns": cols, "warmup_rows": warmup}
     if missing:
-        return available, warmup, Check(
-            GROUP, "families", FAIL, f"{', '.join(missing)} enabled but not in this build of bqxdask (it has "
-            f"{', '.join(known)}); the run would stop at once; fix: remove them from families.enabled or update "
-            "bqxdask", values)
-    return available, warmup, Check(GROUP, "families", OK, f"{len(enabled)} families, {cols} output columns; "
-                                    f"warm-up {warmup:,} rows before each month", values)
+        return (
+            available,
+            warmup,
+            Check(
+                GROUP,
+                "families",
+                FAIL,
+                f"{', '.join(missing)} enabled but not in this build of bqxdask (it has "
+                f"{', '.join(known)}); the run would stop at once; fix: remove them from families.enabled or update "
+                "bqxdask",
+                values,
+            ),
+        )
+    return (
+        available,
+        warmup,
+        Check(
+            GROUP,
+            "families",
+            OK,
+            f"{len(enabled)} families, {cols} output columns; warm-up {warmup:,} rows before each month",
+            values,
+        ),
+    )
 
 
 def unit_memory_check(cfg: Config, plan: PlanFacts, rows: Mapping[str, Mapping[str, int]]) -> list[Check]:
@@ -149,14 +186,29 @@ def unit_memory_check(cfg: Config, plan: PlanFacts, rows: Mapping[str, Mapping[s
     threads = plan.threads_per_worker or 1
     need = WORKER_BASELINE_BYTES + threads * n_rows * cols * 8 * UNIT_COPIES
     limit = plan.worker_memory
-    values = {"estimate_bytes": need, "memory_limit_bytes": limit, "rows": n_rows, "widest_family": widest,
-              "columns": cols}
-    base = (f"≈ {format_bytes(need)} per worker at most ({n_rows:,} rows incl. warm-up × {widest}'s {cols} columns"
-            f"{f' × {threads} threads' if threads > 1 else ''}) of {format_bytes(limit)} memory_limit")
+    values = {
+        "estimate_bytes": need,
+        "memory_limit_bytes": limit,
+        "rows": n_rows,
+        "widest_family": widest,
+        "columns": cols,
+    }
+    base = (
+        f"≈ {format_bytes(need)} per worker at most ({n_rows:,} rows incl. warm-up × {widest}'s {cols} columns"
+        f"{f' × {threads} threads' if threads > 1 else ''}) of {format_bytes(limit)} memory_limit"
+    )
     if need > SPILL_SHARE * limit:
-        return [Check(GROUP, "unit memory", WARN, f"{base}: above the {SPILL_SHARE:.0%} where Dask starts spilling "
-                      f"and pausing (rough estimate); fix: --memory-limit {format_bytes(int(need / SPILL_SHARE))} "
-                      "or more", values)]
+        return [
+            Check(
+                GROUP,
+                "unit memory",
+                WARN,
+                f"{base}: above the {SPILL_SHARE:.0%} where Dask starts spilling "
+                f"and pausing (rough estimate); fix: --memory-limit {format_bytes(int(need / SPILL_SHARE))} "
+                "or more",
+                values,
+            )
+        ]
     return [Check(GROUP, "unit memory", OK, base + " (rough estimate)", values)]
 
 

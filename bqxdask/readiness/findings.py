@@ -31,8 +31,13 @@ class Check:
     values: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "name": self.name, "status": self.status, "detail": self.detail,
-                "values": self.values}
+        return {
+            "group": self.group,
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "values": self.values,
+        }
 
 
 def first_line(exc: BaseException) -> str:
@@ -43,8 +48,13 @@ def first_line(exc: BaseException) -> str:
 
 def failed(group: str, name: str, exc: BaseException) -> Check:
     """The ❌ line of a check that raised instead of reporting."""
-    return Check(group, name, FAIL, f"could not be checked: {type(exc).__name__}: {first_line(exc)}; "
-                 "fix: correct what it names, or report it as a bug")
+    return Check(
+        group,
+        name,
+        FAIL,
+        f"could not be checked: {type(exc).__name__}: {first_line(exc)}; "
+        "fix: correct what it names, or report it as a bug",
+    )
 
 
 def guard(group: str, name: str, fn: Callable[..., Check | list[Check]], *args: Any, **kwargs: Any) -> list[Check]:

@@ -86,13 +86,21 @@ def read_host() -> Host:
     logical = psutil.cpu_count() or os.cpu_count() or 1
     vm = psutil.virtual_memory()
     return Host(
-        logical=logical, physical=psutil.cpu_count(logical=False),
+        logical=logical,
+        physical=psutil.cpu_count(logical=False),
         usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical,
-        cpus=CPU_COUNT, memory_total=vm.total, memory_available=vm.available, memory_limit=MEMORY_LIMIT,
+        cpus=CPU_COUNT,
+        memory_total=vm.total,
+        memory_available=vm.available,
+        memory_limit=MEMORY_LIMIT,
         memory_usage=cgroup_memory_usage() if MEMORY_LIMIT < vm.total else None,
         load=os.getloadavg() if hasattr(os, "getloadavg") else None,
-        system=platform.system(), release=platform.release(), machine=platform.machine(),
-        python=platform.python_version(), implementation=platform.python_implementation())
+        system=platform.system(),
+        release=platform.release(),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+    )
 
 
 def output_locations(cfg: Config) -> list[tuple[str, str]]:
@@ -117,13 +125,26 @@ def machine_group(cfg: Config, host: Host, requires_python: str | None) -> tuple
         if status == WARN:
             detail += "; the machine is busy: workers will compete for the CPUs; fix: wait, or run with fewer workers"
         checks.append(Check(GROUP, "load", status, detail, {"load1": l1, "load5": l5, "load15": l15}))
-    checks.append(Check(GROUP, "OS", OK, f"{host.system} {host.release} {host.machine}",
-                        {"system": host.system, "release": host.release, "machine": host.machine}))
+    checks.append(
+        Check(
+            GROUP,
+            "OS",
+            OK,
+            f"{host.system} {host.release} {host.machine}",
+            {"system": host.system, "release": host.release, "machine": host.machine},
+        )
+    )
     ok = version_ok(host.python, requires_python) if requires_python else True
-    checks.append(Check(GROUP, "Python", OK if ok is not False else FAIL,
-                        f"{host.python} ({host.implementation}){f', needs {requires_python}' if requires_python else ''}"
-                        + ("" if ok is not False else "; fix: use a newer Python for the virtualenv"),
-                        {"version": host.python, "requires": requires_python}))
+    checks.append(
+        Check(
+            GROUP,
+            "Python",
+            OK if ok is not False else FAIL,
+            f"{host.python} ({host.implementation}){f', needs {requires_python}' if requires_python else ''}"
+            + ("" if ok is not False else "; fix: use a newer Python for the virtualenv"),
+            {"version": host.python, "requires": requires_python},
+        )
+    )
     return facts, checks
 
 
@@ -133,15 +154,35 @@ def cpu_and_memory(host: Host) -> tuple[MachineFacts, list[Check]]:
     detail = f"{host.logical} logical, {host.physical or '?'} physical; {host.usable} usable by this process"
     if quota:
         detail += f"; container CPU quota {quota:g}"
-    checks = [Check(GROUP, "CPUs", OK, detail, {"logical": host.logical, "physical": host.physical,
-                                                "usable": host.usable, "quota": quota, "cpus": host.cpus})]
+    checks = [
+        Check(
+            GROUP,
+            "CPUs",
+            OK,
+            detail,
+            {
+                "logical": host.logical,
+                "physical": host.physical,
+                "usable": host.usable,
+                "quota": quota,
+                "cpus": host.cpus,
+            },
+        )
+    ]
     total, available, note = host.memory_total, host.memory_available, ""
     if host.memory_limit < host.memory_total:
         total = host.memory_limit
         available = min(available, max(0, host.memory_limit - (host.memory_usage or 0)))
         note = f" (container limit {format_bytes(host.memory_limit)}, host {format_bytes(host.memory_total)})"
-    checks.append(Check(GROUP, "memory", OK, f"{format_bytes(total)} total, {format_bytes(available)} available{note}",
-                        {"total_bytes": total, "available_bytes": available}))
+    checks.append(
+        Check(
+            GROUP,
+            "memory",
+            OK,
+            f"{format_bytes(total)} total, {format_bytes(available)} available{note}",
+            {"total_bytes": total, "available_bytes": available},
+        )
+    )
     return MachineFacts(cpus=host.cpus, mem_available=available), checks
 
 
@@ -152,8 +193,15 @@ def disk_checks(locations: list[tuple[str, str]]) -> list[Check]:
     for label, path in locations:
         name = f"disk ({label})"
         if is_remote(path):
-            checks.append(Check(GROUP, name, OK, f"{path.split('://')[0]}:// storage: free space is not "
-                                "measurable from here", {"path": path}))
+            checks.append(
+                Check(
+                    GROUP,
+                    name,
+                    OK,
+                    f"{path.split('://')[0]}:// storage: free space is not measurable from here",
+                    {"path": path},
+                )
+            )
             continue
         base = nearest_existing(path)
         usage = shutil.disk_usage(base)
@@ -164,16 +212,24 @@ def disk_checks(locations: list[tuple[str, str]]) -> list[Check]:
         try:
             probe_location(path)
         except UnwritableLocation as exc:
-            why = (f"{exc.where} is a file, not a directory; fix: point the setting at a directory"
-                   if exc.not_a_directory else
-                   f"{exc.where} is not writable by this user ({exc.reason}); fix: make it writable or point the "
-                   "setting elsewhere")
+            why = (
+                f"{exc.where} is a file, not a directory; fix: point the setting at a directory"
+                if exc.not_a_directory
+                else f"{exc.where} is not writable by this user ({exc.reason}); fix: make it writable or point the "
+                "setting elsewhere"
+            )
             checks.append(Check(GROUP, name, FAIL, f"{path}: {why}", values))
             continue
         status, fix = OK, ""
         if usage.free < LOW_DISK_BYTES:
             status, fix = WARN, "; fix: free some space (the output size estimate below says how much a run needs)"
-        checks.append(Check(GROUP, name, status,
-                            f"{format_bytes(usage.free)} free of {format_bytes(usage.total)} at {path}{same}{fix}",
-                            values))
+        checks.append(
+            Check(
+                GROUP,
+                name,
+                status,
+                f"{format_bytes(usage.free)} free of {format_bytes(usage.total)} at {path}{same}{fix}",
+                values,
+            )
+        )
     return checks

@@ -67,13 +67,28 @@ WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid() AND n.nspname = %s
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY l.pid, c.relname, l.mode
 """
-_COLUMNS = ("pid", "user", "application_name", "database", "client_addr", "client_hostname", "backend_start",
-            "xact_start", "state", "query", "backend_type", "xact_seconds", "backend_seconds", "this_database",
-            "blocked_by")
+_COLUMNS = (
+    "pid",
+    "user",
+    "application_name",
+    "database",
+    "client_addr",
+    "client_hostname",
+    "backend_start",
+    "xact_start",
+    "state",
+    "query",
+    "backend_type",
+    "xact_seconds",
+    "backend_seconds",
+    "this_database",
+    "blocked_by",
+)
 
 
-def neighbour_checks(cur: Any, output_schema: str, *,
-                     long_seconds: float = LONG_TRANSACTION_SECONDS) -> tuple[list[Check], dict[str, Any]]:
+def neighbour_checks(
+    cur: Any, output_schema: str, *, long_seconds: float = LONG_TRANSACTION_SECONDS
+) -> tuple[list[Check], dict[str, Any]]:
     """The neighbours lines and their JSON record, from the cursor of check's own connection.
 
     Parameters
@@ -85,9 +100,11 @@ def neighbour_checks(cur: Any, output_schema: str, *,
     long_seconds : float
         Report transactions open longer than this (tests pass 0).
     """
-    cur.execute("SELECT current_database(), CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
-                "'pg_read_all_stats') THEN pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') "
-                "ELSE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) END")
+    cur.execute(
+        "SELECT current_database(), CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+        "'pg_read_all_stats') THEN pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') "
+        "ELSE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) END"
+    )
     database, sees_all = cur.fetchone()
     cur.execute(_SESSIONS)
     rows = [dict(zip(_COLUMNS, row)) for row in cur.fetchall()]
@@ -107,27 +124,49 @@ def neighbour_checks(cur: Any, output_schema: str, *,
             blocks[holder].append(s["pid"])
 
     runs = _runs([s for s in sessions.values() if s["this_database"]])
-    locked = [_lock_record(sessions.get(pid) or _session({"pid": pid}), found, blocks[pid])
-              for pid, found in sorted(locks.items())]
+    locked = [
+        _lock_record(sessions.get(pid) or _session({"pid": pid}), found, blocks[pid])
+        for pid, found in sorted(locks.items())
+    ]
     shown = {r["pid"] for r in locked}
-    long_ = [_long_record(s, blocks[s["pid"]]) for s in sessions.values()
-             if s["xact_seconds"] is not None and s["xact_seconds"] >= long_seconds and s["pid"] not in shown]
+    long_ = [
+        _long_record(s, blocks[s["pid"]])
+        for s in sessions.values()
+        if s["xact_seconds"] is not None and s["xact_seconds"] >= long_seconds and s["pid"] not in shown
+    ]
     hidden = sum(s["hidden"] for s in sessions.values())
-    record = {"database": database, "output_schema": output_schema, "long_transaction_seconds": long_seconds,
-              "sees_all_sessions": bool(sees_all), "hidden_sessions": hidden, "runs": runs,
-              "sessions": locked + long_}
+    record = {
+        "database": database,
+        "output_schema": output_schema,
+        "long_transaction_seconds": long_seconds,
+        "sees_all_sessions": bool(sees_all),
+        "hidden_sessions": hidden,
+        "runs": runs,
+        "sessions": locked + long_,
+    }
 
     checks = [_run_check(r) for r in runs] or [
-        Check(GROUP, "other runs", OK, f"no other bqxdask run on database {database}", {"runs": 0})]
+        Check(GROUP, "other runs", OK, f"no other bqxdask run on database {database}", {"runs": 0})
+    ]
     checks += [_lock_check(r) for r in locked] or [
-        Check(GROUP, "locks", OK, f"no other session locks a table of schema {output_schema}", {"locks": 0})]
+        Check(GROUP, "locks", OK, f"no other session locks a table of schema {output_schema}", {"locks": 0})
+    ]
     note = ""
     if hidden:
-        note = (f"; {hidden} session{'s' * (hidden != 1)} of other roles not visible ({HIDDEN}; fix: GRANT "
-                "pg_read_all_stats to this role to see them)")
+        note = (
+            f"; {hidden} session{'s' * (hidden != 1)} of other roles not visible ({HIDDEN}; fix: GRANT "
+            "pg_read_all_stats to this role to see them)"
+        )
     checks += [_long_check(r, database) for r in long_] or [
-        Check(GROUP, "long transactions", OK, f"no transaction open longer than {age(long_seconds)} on this "
-              f"server ({len(sessions)} other sessions){note}", {"long_transactions": 0, "hidden_sessions": hidden})]
+        Check(
+            GROUP,
+            "long transactions",
+            OK,
+            f"no transaction open longer than {age(long_seconds)} on this "
+            f"server ({len(sessions)} other sessions){note}",
+            {"long_transactions": 0, "hidden_sessions": hidden},
+        )
+    ]
     return checks, record
 
 
@@ -137,13 +176,20 @@ def _session(row: dict[str, Any]) -> dict[str, Any]:
     # another session's statement may carry a secret (ALTER ROLE … PASSWORD '…')
     text = _SECRET.sub(r"\1***", " ".join((query or "").split()))
     return {
-        "pid": row["pid"], "user": row.get("user"), "application_name": row.get("application_name") or "",
-        "database": row.get("database"), "client_addr": row.get("client_addr"),
-        "client_hostname": row.get("client_hostname"), "state": row.get("state"),
-        "backend_start": row.get("backend_start"), "xact_start": row.get("xact_start"),
-        "xact_seconds": row.get("xact_seconds"), "backend_seconds": row.get("backend_seconds"),
+        "pid": row["pid"],
+        "user": row.get("user"),
+        "application_name": row.get("application_name") or "",
+        "database": row.get("database"),
+        "client_addr": row.get("client_addr"),
+        "client_hostname": row.get("client_hostname"),
+        "state": row.get("state"),
+        "backend_start": row.get("backend_start"),
+        "xact_start": row.get("xact_start"),
+        "xact_seconds": row.get("xact_seconds"),
+        "backend_seconds": row.get("backend_seconds"),
         "query": None if hidden else (text[:QUERY_CHARS] + ("…" if len(text) > QUERY_CHARS else "")),
-        "hidden": hidden, "this_database": bool(row.get("this_database")),
+        "hidden": hidden,
+        "this_database": bool(row.get("this_database")),
         "blocked_by": list(row.get("blocked_by") or []),
     }
 
@@ -181,8 +227,7 @@ def _terminate(pid: int) -> str:
 
 def _public(s: dict[str, Any]) -> dict[str, Any]:
     """A session as JSON: times as ISO strings, seconds rounded."""
-    out = {k: s[k] for k in ("pid", "user", "application_name", "database", "state", "query", "hidden",
-                             "blocked_by")}
+    out = {k: s[k] for k in ("pid", "user", "application_name", "database", "state", "query", "hidden", "blocked_by")}
     out["host"] = _host(s)
     out["xact_seconds"] = None if s["xact_seconds"] is None else round(s["xact_seconds"], 1)
     out["xact_start"] = s["xact_start"].isoformat() if s["xact_start"] else None
@@ -203,31 +248,46 @@ def _runs(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         roles: dict[str, int] = defaultdict(int)
         for s in members:
             roles[s["role"]] += 1
-        out.append({"run_id": run_id, "sessions": len(members), "roles": dict(sorted(roles.items())),
-                    "hosts": sorted({_host(s) for s in members}), "users": sorted({s["user"] or "?" for s in members}),
-                    "since": min(starts).isoformat() if starts else None,
-                    "age_seconds": round(max(ages), 1) if ages else None,
-                    "pids": sorted(s["pid"] for s in members)})
+        out.append(
+            {
+                "run_id": run_id,
+                "sessions": len(members),
+                "roles": dict(sorted(roles.items())),
+                "hosts": sorted({_host(s) for s in members}),
+                "users": sorted({s["user"] or "?" for s in members}),
+                "since": min(starts).isoformat() if starts else None,
+                "age_seconds": round(max(ages), 1) if ages else None,
+                "pids": sorted(s["pid"] for s in members),
+            }
+        )
     return out
 
 
 def _run_check(r: dict[str, Any]) -> Check:
     roles = ", ".join(f"{n} {role}{'s' * (n != 1)}" for role, n in r["roles"].items())
     since = f"since {r['since'][11:16]} UTC ({age(r['age_seconds'])} ago)" if r["since"] else "since: hidden"
-    detail = (f"run {r['run_id']}: {r['sessions']} session{'s' * (r['sessions'] != 1)} ({roles}) from "
-              f"{', '.join(r['hosts'])}, user {', '.join(r['users'])}, {since}: it shares the server's CPUs, "
-              "connections and I/O with this run (units are locked one run at a time, so they do not collide); "
-              "fix: none needed if it is meant to run; a stale one is stopped on its host, or as a last resort "
-              f"with SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
-              f"'bqxdask/{r['run_id']}/%' (check does not run it)")
+    detail = (
+        f"run {r['run_id']}: {r['sessions']} session{'s' * (r['sessions'] != 1)} ({roles}) from "
+        f"{', '.join(r['hosts'])}, user {', '.join(r['users'])}, {since}: it shares the server's CPUs, "
+        "connections and I/O with this run (units are locked one run at a time, so they do not collide); "
+        "fix: none needed if it is meant to run; a stale one is stopped on its host, or as a last resort "
+        f"with SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+        f"'bqxdask/{r['run_id']}/%' (check does not run it)"
+    )
     return Check(GROUP, "other runs", WARN, detail, {"kind": "run", **r})
 
 
 # -- locks ------------------------------------------------------------------------------------
 def _lock_record(s: dict[str, Any], found: list[dict[str, Any]], blocks: list[int]) -> dict[str, Any]:
     exclusive = [lk for lk in found if lk["mode"] in EXCLUSIVE_MODES and lk["kind"] in WRITTEN_KINDS]
-    return {"kind": "lock", **_public(s), "locks": found, "blocks": sorted(blocks),
-            "severity": FAIL if exclusive else WARN, "fix_sql": _terminate(s["pid"])}
+    return {
+        "kind": "lock",
+        **_public(s),
+        "locks": found,
+        "blocks": sorted(blocks),
+        "severity": FAIL if exclusive else WARN,
+        "fix_sql": _terminate(s["pid"]),
+    }
 
 
 def _lock_check(r: dict[str, Any]) -> Check:
@@ -238,32 +298,45 @@ def _lock_check(r: dict[str, Any]) -> Check:
         by_mode: dict[str, list[str]] = defaultdict(list)
         for lk in items:
             by_mode[lk["mode"]].append(lk["table"])
-        return "; ".join(f"{mode} on {', '.join(tables[:4])}{' …' if len(tables) > 4 else ''}"
-                         for mode, tables in by_mode.items())
+        return "; ".join(
+            f"{mode} on {', '.join(tables[:4])}{' …' if len(tables) > 4 else ''}" for mode, tables in by_mode.items()
+        )
 
     what = []
     if held:
         what.append(f"holds {listed(held)}")
     if waiting:
         what.append(f"waits for {listed(waiting)} (and queues every later lock on it)")
-    effect = ("every write of the run to that table would wait for it" if r["severity"] == FAIL
-              else "DDL on that table would wait for it")
+    effect = (
+        "every write of the run to that table would wait for it"
+        if r["severity"] == FAIL
+        else "DDL on that table would wait for it"
+    )
     blocking = f"; blocks pids {', '.join(map(str, r['blocks']))}" if r["blocks"] else ""
-    detail = (f"{_who(r)} {' and '.join(what)}: {effect}{blocking}; {_query(r)}; fix: end that transaction "
-              f"(COMMIT or ROLLBACK in that session), or as a last resort {r['fix_sql']} (check does not run it)")
+    detail = (
+        f"{_who(r)} {' and '.join(what)}: {effect}{blocking}; {_query(r)}; fix: end that transaction "
+        f"(COMMIT or ROLLBACK in that session), or as a last resort {r['fix_sql']} (check does not run it)"
+    )
     return Check(GROUP, "locks", r["severity"], detail, r)
 
 
 # -- long transactions ------------------------------------------------------------------------
 def _long_record(s: dict[str, Any], blocks: list[int]) -> dict[str, Any]:
-    return {"kind": "long transaction", **_public(s), "blocks": sorted(blocks), "severity": WARN,
-            "fix_sql": _terminate(s["pid"])}
+    return {
+        "kind": "long transaction",
+        **_public(s),
+        "blocks": sorted(blocks),
+        "severity": WARN,
+        "fix_sql": _terminate(s["pid"]),
+    }
 
 
 def _long_check(r: dict[str, Any], database: str) -> Check:
     where = "this database" if r["database"] == database else f"database {r['database']}"
     blocking = f"; blocks pids {', '.join(map(str, r['blocks']))}" if r["blocks"] else ""
-    detail = (f"{_who(r)} on {where} from {r['host']}: a long transaction holds back vacuum and keeps its locks"
-              f"{blocking}; {_query(r)}; fix: COMMIT or ROLLBACK it in that session, or as a last resort "
-              f"{r['fix_sql']} (check does not run it)")
+    detail = (
+        f"{_who(r)} on {where} from {r['host']}: a long transaction holds back vacuum and keeps its locks"
+        f"{blocking}; {_query(r)}; fix: COMMIT or ROLLBACK it in that session, or as a last resort "
+        f"{r['fix_sql']} (check does not run it)"
+    )
     return Check(GROUP, "long transactions", WARN, detail, r)

@@ -44,8 +44,12 @@ def run_check(cfg: Config, *, as_json: bool = False, out: TextIO | None = None, 
     return result.exit_code
 
 
-def assess(cfg: Config, *, long_transaction_seconds: float = LONG_TRANSACTION_SECONDS,
-           dmi_files: Iterable[str] = DMI_PRODUCT_FILES) -> Assessment:
+def assess(
+    cfg: Config,
+    *,
+    long_transaction_seconds: float = LONG_TRANSACTION_SECONDS,
+    dmi_files: Iterable[str] = DMI_PRODUCT_FILES,
+) -> Assessment:
     """Run every check for ``cfg``; never raises for a problem it can describe.
 
     ``long_transaction_seconds``: report transactions open longer than this (SPEC §11: 5 min);
@@ -54,8 +58,14 @@ def assess(cfg: Config, *, long_transaction_seconds: float = LONG_TRANSACTION_SE
     machine, checks = in_group("machine", MachineFacts(), lambda: machine_group(cfg, read_host(), python_requires()))
     plan, lines = in_group("plan", PlanFacts(), plan_group, cfg, machine)
     checks += lines
-    database, lines = in_group("database", DatabaseFacts(embedded=not cfg.database.url), database_group, cfg, plan,
-                               long_transaction_seconds=long_transaction_seconds)
+    database, lines = in_group(
+        "database",
+        DatabaseFacts(embedded=not cfg.database.url),
+        database_group,
+        cfg,
+        plan,
+        long_transaction_seconds=long_transaction_seconds,
+    )
     checks += lines
     checks += guard("plan", "check failed", unit_memory_check, cfg, plan, database.rows)
     checks += guard("machine", "check failed", instance_group, cfg, plan, database.rows, paths=tuple(dmi_files))
@@ -65,8 +75,9 @@ def assess(cfg: Config, *, long_transaction_seconds: float = LONG_TRANSACTION_SE
     return Assessment(scrubbed(header(cfg, database.neighbours), hidden), [scrubbed(c, hidden) for c in checks])
 
 
-def in_group(group: str, unknown: F, fn: Callable[..., tuple[F, list[Check]]], *args: Any,
-             **kwargs: Any) -> tuple[F, list[Check]]:
+def in_group(
+    group: str, unknown: F, fn: Callable[..., tuple[F, list[Check]]], *args: Any, **kwargs: Any
+) -> tuple[F, list[Check]]:
     """``fn(*args, **kwargs)``: (its facts, its lines); an exception gives ``unknown`` facts and one ❌ line."""
     try:
         return fn(*args, **kwargs)

@@ -43,10 +43,14 @@ CONNECT_TIMEOUT = 3
 #: what identifies a database: the cluster's system identifier (made by initdb, shared by its
 #: physical replicas, so a reader endpoint that balances over replicas is still "the same") and
 #: the database's oid; where pg_control_system() is not granted, the server's start time instead
-_IDENTITY_SQL = ("SELECT 'system ' || (SELECT system_identifier FROM pg_control_system())::text || '/' || oid::text"
-                 " FROM pg_database WHERE datname = current_database()")
-_FALLBACK_IDENTITY_SQL = ("SELECT 'started ' || pg_postmaster_start_time()::text || '/' || oid::text"
-                          " FROM pg_database WHERE datname = current_database()")
+_IDENTITY_SQL = (
+    "SELECT 'system ' || (SELECT system_identifier FROM pg_control_system())::text || '/' || oid::text"
+    " FROM pg_database WHERE datname = current_database()"
+)
+_FALLBACK_IDENTITY_SQL = (
+    "SELECT 'started ' || pg_postmaster_start_time()::text || '/' || oid::text"
+    " FROM pg_database WHERE datname = current_database()"
+)
 _LOCAL_HOSTS = ("localhost", "::1")
 
 
@@ -94,8 +98,11 @@ def _write_and_remove(root: str) -> dict[str, Any]:
 
 def probe_here(urls: list[str], parquet_dir: str | None, marker: str | None, application_name: str) -> dict[str, Any]:
     """What this process reaches: each URL's server identity, the Parquet location, the marker."""
-    out: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                           "database": [_reach(u, application_name) for u in urls]}
+    out: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "database": [_reach(u, application_name) for u in urls],
+    }
     if parquet_dir is not None:
         out["storage"] = _write_and_remove(parquet_dir)
         if marker is not None:
@@ -108,8 +115,9 @@ def probe_here(urls: list[str], parquet_dir: str | None, marker: str | None, app
     return out
 
 
-async def _probe_async(urls: list[str], parquet_dir: str | None, marker: str | None, application_name: str,
-                       timeout: float) -> dict[str, Any]:
+async def _probe_async(
+    urls: list[str], parquet_dir: str | None, marker: str | None, application_name: str, timeout: float
+) -> dict[str, Any]:
     """:func:`probe_here` in a thread, so the worker's event loop keeps answering heartbeats."""
     loop = asyncio.get_running_loop()
     work = loop.run_in_executor(None, probe_here, urls, parquet_dir, marker, application_name)
@@ -122,8 +130,15 @@ async def _probe_async(urls: list[str], parquet_dir: str | None, marker: str | N
 # --------------------------------------------------------------------------------------------
 # On the client
 # --------------------------------------------------------------------------------------------
-def probe_workers(client: Any, url: str | None, parquet_dir: str | None, *, read_url: str | None = None,
-                  application_name: str = "bqxdask/check", timeout: float = PROBE_TIMEOUT) -> list[Check]:
+def probe_workers(
+    client: Any,
+    url: str | None,
+    parquet_dir: str | None,
+    *,
+    read_url: str | None = None,
+    application_name: str = "bqxdask/check",
+    timeout: float = PROBE_TIMEOUT,
+) -> list[Check]:
     """One line per worker of ``client``: ✅, or ❌ naming the worker, what fails and the fix.
 
     Parameters
@@ -151,16 +166,25 @@ def probe_workers(client: Any, url: str | None, parquet_dir: str | None, *, read
         except Exception:  # this machine's disk line reports an unwritable location
             marker = None
     try:
-        answers = client.run(_probe_async, urls, parquet_dir, marker.path if marker else None, application_name,
-                             timeout, on_error="return")
+        answers = client.run(
+            _probe_async,
+            urls,
+            parquet_dir,
+            marker.path if marker else None,
+            application_name,
+            timeout,
+            on_error="return",
+        )
     finally:
         if marker is not None:
             try:
                 marker.remove()
             except UnwritableLocation:  # the verdicts are what matter; a leftover probe file is harmless
                 pass
-    checks = [_verdict(addr, answer, urls, mine, parquet_dir, marker is not None, me)
-              for addr, answer in sorted(answers.items())]
+    checks = [
+        _verdict(addr, answer, urls, mine, parquet_dir, marker is not None, me)
+        for addr, answer in sorted(answers.items())
+    ]
     return [replace(c, detail=scrub(c.detail, *secrets)) for c in checks]
 
 
@@ -177,20 +201,32 @@ def require_workers_ready(client: Any, url: str | None, parquet_dir: str | None,
     return checks
 
 
-def _verdict(addr: str, answer: Any, urls: list[str], mine: dict[str, str | None], parquet_dir: str | None,
-             marked: bool, me: str) -> Check:
+def _verdict(
+    addr: str, answer: Any, urls: list[str], mine: dict[str, str | None], parquet_dir: str | None, marked: bool, me: str
+) -> Check:
     values: dict[str, Any] = {"worker": addr, "client_host": me}
     if isinstance(answer, BaseException):
         values["error"] = f"{type(answer).__name__}: {first_line(answer)}"
-        return Check("plan", "worker access", FAIL, f"{addr}: the probe failed ({values['error']}); fix: check that "
-                     "bqxdask imports in the worker's environment (see worker software)", values)
+        return Check(
+            "plan",
+            "worker access",
+            FAIL,
+            f"{addr}: the probe failed ({values['error']}); fix: check that "
+            "bqxdask imports in the worker's environment (see worker software)",
+            values,
+        )
     host = answer.get("host", "?")
     values.update({"host": host, "same_host": host == me})
     where = f"{addr} on host {host}" + ("" if host == me else f" (this client runs on {me})")
     if answer.get("timeout"):
-        return Check("plan", "worker access", FAIL, f"{where}: no answer within {PROBE_TIMEOUT:.0f} s (the database "
-                     "connection or the Parquet location hangs there); fix: check that host's network and mounts",
-                     values)
+        return Check(
+            "plan",
+            "worker access",
+            FAIL,
+            f"{where}: no answer within {PROBE_TIMEOUT:.0f} s (the database "
+            "connection or the Parquet location hangs there); fix: check that host's network and mounts",
+            values,
+        )
     problems: list[tuple[str, str]] = []
     good: list[str] = []
     values["database"] = []
@@ -200,41 +236,76 @@ def _verdict(addr: str, answer: Any, urls: list[str], mine: dict[str, str | None
         label = target.describe()
         local = _local_only(target)
         values["database"].append({"target": label, "local_only_url": local, **got})
-        fix_url = ("fix: set database.url to the server's network address (a host name or IP every worker "
-                   "reaches), not a Unix socket or localhost")
+        fix_url = (
+            "fix: set database.url to the server's network address (a host name or IP every worker "
+            "reaches), not a Unix socket or localhost"
+        )
         if not got["ok"]:
             if local and host != me:
-                problems.append((FAIL, f"cannot reach {label}: that URL is a Unix socket or localhost, which on "
-                                       f"host {host} is not this client's server ({error}); {fix_url}"))
+                problems.append(
+                    (
+                        FAIL,
+                        f"cannot reach {label}: that URL is a Unix socket or localhost, which on "
+                        f"host {host} is not this client's server ({error}); {fix_url}",
+                    )
+                )
             else:
-                problems.append((FAIL, f"{error}; fix: check database.url for the workers, and the network path "
-                                       f"from host {host} to the server (firewall, security group, pg_hba.conf)"))
+                problems.append(
+                    (
+                        FAIL,
+                        f"{error}; fix: check database.url for the workers, and the network path "
+                        f"from host {host} to the server (firewall, security group, pg_hba.conf)",
+                    )
+                )
         elif mine.get(u) is not None and got["identity"] != mine[u]:
             problems.append((FAIL, f"reaches a different PostgreSQL than this client through {label}; {fix_url}"))
         elif mine.get(u) is None and local and host != me:
-            problems.append((WARN, f"reaches a server through {label}, a local-only URL on another host; whether "
-                                   f"it is this client's cannot be told (this client did not connect); {fix_url}"))
+            problems.append(
+                (
+                    WARN,
+                    f"reaches a server through {label}, a local-only URL on another host; whether "
+                    f"it is this client's cannot be told (this client did not connect); {fix_url}",
+                )
+            )
         else:
             same = "the same server as this client" if mine.get(u) else "a server"
             good.append(f"reaches {same} through {label} in {got['ms']:.0f} ms")
     storage = answer.get("storage")
     if parquet_dir is not None and storage is not None:
         values["storage"] = {"parquet_dir": parquet_dir, **storage}
-        elsewhere = ("point output.parquet_dir at storage every host shares (s3://bucket/prefix, or one network "
-                     "mount at the same path on every host)")
+        elsewhere = (
+            "point output.parquet_dir at storage every host shares (s3://bucket/prefix, or one network "
+            "mount at the same path on every host)"
+        )
         shared = f"fix: {elsewhere}"
         if not storage["ok"]:
-            problems.append((FAIL, f"cannot write and remove a file in {parquet_dir} there ({storage['error']}); "
-                                   f"fix: make it writable for the worker's user on that host, or {elsewhere}"))
+            problems.append(
+                (
+                    FAIL,
+                    f"cannot write and remove a file in {parquet_dir} there ({storage['error']}); "
+                    f"fix: make it writable for the worker's user on that host, or {elsewhere}",
+                )
+            )
         elif marked and not storage.get("sees_marker"):
-            problems.append((FAIL, f"does not see the files this client writes in {parquet_dir}: the units would "
-                                   f"be scattered over the workers' own disks; {shared}"))
+            problems.append(
+                (
+                    FAIL,
+                    f"does not see the files this client writes in {parquet_dir}: the units would "
+                    f"be scattered over the workers' own disks; {shared}",
+                )
+            )
         elif not marked and host != me and not is_remote(parquet_dir):
-            problems.append((FAIL, f"{parquet_dir} is a local path on a worker of another host: the units would be "
-                                   f"scattered over the workers' own disks; {shared}"))
+            problems.append(
+                (
+                    FAIL,
+                    f"{parquet_dir} is a local path on a worker of another host: the units would be "
+                    f"scattered over the workers' own disks; {shared}",
+                )
+            )
         else:
-            good.append(f"wrote and removed a file in {parquet_dir}"
-                        + (", where it sees this client's files" if marked else ""))
+            good.append(
+                f"wrote and removed a file in {parquet_dir}" + (", where it sees this client's files" if marked else "")
+            )
     values["problems"] = [text for _, text in problems]
     if problems:
         status = FAIL if any(s == FAIL for s, _ in problems) else WARN

@@ -20,15 +20,33 @@ from .findings import FAIL, ICON, OK, WARN, Check
 
 GROUPS = ("machine", "plan", "database", "neighbours", "source tables", "dependencies", "output size")
 GROUP_TITLE = {
-    "machine": "Machine", "plan": "Plan", "database": "Database",
-    "neighbours": "Neighbours (other sessions on the database)", "source tables": "Source tables",
-    "dependencies": "Dependencies", "output size": "Output size estimate",
+    "machine": "Machine",
+    "plan": "Plan",
+    "database": "Database",
+    "neighbours": "Neighbours (other sessions on the database)",
+    "source tables": "Source tables",
+    "dependencies": "Dependencies",
+    "output size": "Output size estimate",
 }
 WIDTH = 100
 NAME_WIDTH = 18
 #: stand-ins for a stream that cannot encode the report (a C-locale pipe, a Windows console)
-ASCII = {"✅": "[ok]", "⚠️": "[!!]", "❌": "[XX]", "→": "->", "×": "x", "≈": "~", "−": "-", "≠": "!=",
-         "…": "...", "—": "-", "·": ".", "Σ": "sum", "σ": "sigma", "∞": "inf"}
+ASCII = {
+    "✅": "[ok]",
+    "⚠️": "[!!]",
+    "❌": "[XX]",
+    "→": "->",
+    "×": "x",
+    "≈": "~",
+    "−": "-",
+    "≠": "!=",
+    "…": "...",
+    "—": "-",
+    "·": ".",
+    "Σ": "sum",
+    "σ": "sigma",
+    "∞": "inf",
+}
 
 
 @dataclass(frozen=True)
@@ -55,14 +73,25 @@ class Assessment:
         return sorted(self.checks, key=lambda c: GROUPS.index(c.group))  # stable within a group
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "exit_code": self.exit_code, **self.header, "counts": self.counts,
-                "checks": [c.to_dict() for c in self.ordered()]}
+        return {
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            **self.header,
+            "counts": self.counts,
+            "checks": [c.to_dict() for c in self.ordered()],
+        }
 
     def to_text(self) -> str:
         lines = [f"bqxdask {__version__} readiness check — {self.header['config']}"]
         for key in ("run", "cluster", "database"):
-            lines += textwrap.wrap(self.header["summary"][key], width=WIDTH, initial_indent=f"{key + ':':<10}",
-                                   subsequent_indent=" " * 10, break_long_words=False, break_on_hyphens=False)
+            lines += textwrap.wrap(
+                self.header["summary"][key],
+                width=WIDTH,
+                initial_indent=f"{key + ':':<10}",
+                subsequent_indent=" " * 10,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
         for group in GROUPS:
             checks = [c for c in self.ordered() if c.group == group]
             if not checks:
@@ -79,8 +108,7 @@ def format_line(c: Check) -> list[str]:
     """One check as report lines: icon, name, the detail wrapped under itself."""
     prefix = f"  {ICON[c.status]}  {c.name:<{NAME_WIDTH}} "
     indent = " " * (7 + NAME_WIDTH)
-    wrapped = textwrap.wrap(c.detail, width=WIDTH - len(indent), break_long_words=False,
-                            break_on_hyphens=False) or [""]
+    wrapped = textwrap.wrap(c.detail, width=WIDTH - len(indent), break_long_words=False, break_on_hyphens=False) or [""]
     return [prefix + wrapped[0], *(indent + w for w in wrapped[1:])]
 
 
@@ -132,14 +160,18 @@ def header(cfg: Config, neighbours: dict[str, Any] | None) -> dict[str, Any]:
     months = cfg.months
     pairs = list(cfg.run.pairs)
     shown = ", ".join(pairs[:6]) + (", …" if len(pairs) > 6 else "")
-    run = (f"{len(pairs)} pair{'s' * (len(pairs) != 1)} ({shown}) × {len(months)} "
-           f"month{'s' * (len(months) != 1)} {cfg.run.start}..{cfg.run.end}, {len(cfg.families.enabled)} families")
+    run = (
+        f"{len(pairs)} pair{'s' * (len(pairs) != 1)} ({shown}) × {len(months)} "
+        f"month{'s' * (len(months) != 1)} {cfg.run.start}..{cfg.run.end}, {len(cfg.families.enabled)} families"
+    )
     c = cfg.cluster
     if c.scheduler_address:
         cluster = f"existing Dask scheduler {c.scheduler_address}"
     else:
-        cluster = (f"LocalCluster {c.n_workers} workers × {c.threads_per_worker} thread"
-                   f"{'s' * (c.threads_per_worker != 1)} × {c.memory_limit}")
+        cluster = (
+            f"LocalCluster {c.n_workers} workers × {c.threads_per_worker} thread"
+            f"{'s' * (c.threads_per_worker != 1)} × {c.memory_limit}"
+        )
     if cfg.database.url:
         database = describe_url(cfg.database.url)
         if cfg.database.read_url and cfg.database.read_url != cfg.database.url:
@@ -151,7 +183,12 @@ def header(cfg: Config, neighbours: dict[str, Any] | None) -> dict[str, Any]:
         "config": cfg.source,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "summary": {"run": run, "cluster": cluster, "database": database},
-        "run": {"pairs": pairs, "start": cfg.run.start, "end": cfg.run.end, "months": months,
-                "families": list(cfg.families.enabled)},
+        "run": {
+            "pairs": pairs,
+            "start": cfg.run.start,
+            "end": cfg.run.end,
+            "months": months,
+            "families": list(cfg.families.enabled),
+        },
         "neighbours": neighbours,
     }

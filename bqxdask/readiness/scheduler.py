@@ -42,9 +42,17 @@ def scheduler_group(cfg: Config) -> tuple[Workers, list[Check]]:
     try:
         client = Client(addr, timeout="5s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        return Workers(), [Check(GROUP, "scheduler", FAIL, f"cannot reach the Dask scheduler at {addr} "
-                                 f"({first_line(exc)}); fix: check --scheduler / cluster.scheduler_address and that "
-                                 "the scheduler runs", {"address": addr})]
+        return Workers(), [
+            Check(
+                GROUP,
+                "scheduler",
+                FAIL,
+                f"cannot reach the Dask scheduler at {addr} "
+                f"({first_line(exc)}); fix: check --scheduler / cluster.scheduler_address and that "
+                "the scheduler runs",
+                {"address": addr},
+            )
+        ]
     try:
         info = client.scheduler_info(n_workers=-1)
         link = None
@@ -54,25 +62,58 @@ def scheduler_group(cfg: Config) -> tuple[Workers, list[Check]]:
             pass
         software = worker_software(client)
         parquet_dir = cfg.output.parquet_dir if cfg.output.write_parquet else None
-        access = guard(GROUP, "worker access", probe_workers, client, run_url(cfg), parquet_dir,
-                       read_url=cfg.database.read_url, application_name=CHECK_APPLICATION)
+        access = guard(
+            GROUP,
+            "worker access",
+            probe_workers,
+            client,
+            run_url(cfg),
+            parquet_dir,
+            read_url=cfg.database.read_url,
+            application_name=CHECK_APPLICATION,
+        )
     finally:
         client.close()
     workers = info.get("workers", {})
     n = len(workers)
     threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
     memory = sum(int(w.get("memory_limit") or 0) for w in workers.values())
-    found = Workers(n, max(1, threads // n) if n else 1,
-                    min((int(w.get("memory_limit") or 0) for w in workers.values()), default=None) or None)
-    values = {"address": addr, "workers": n, "threads": threads, "memory_limit_bytes": memory,
-              "dashboard": link, "seconds": round(time.perf_counter() - t0, 3)}
+    found = Workers(
+        n,
+        max(1, threads // n) if n else 1,
+        min((int(w.get("memory_limit") or 0) for w in workers.values()), default=None) or None,
+    )
+    values = {
+        "address": addr,
+        "workers": n,
+        "threads": threads,
+        "memory_limit_bytes": memory,
+        "dashboard": link,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     if n == 0:
-        return found, [Check(GROUP, "scheduler", WARN, f"{addr} answers but has no workers: the run would wait for "
-                             f"them; fix: start workers (dask worker {addr}) before bqxdask features", values)]
-    return found, [Check(GROUP, "scheduler", OK,
-                         f"{addr}: {n} workers, {threads} threads, {format_bytes(memory)} memory_limit in total "
-                         f"(their memory is on their hosts, not checked here){f'; dashboard {link}' if link else ''}",
-                         values), software, *access]
+        return found, [
+            Check(
+                GROUP,
+                "scheduler",
+                WARN,
+                f"{addr} answers but has no workers: the run would wait for "
+                f"them; fix: start workers (dask worker {addr}) before bqxdask features",
+                values,
+            )
+        ]
+    return found, [
+        Check(
+            GROUP,
+            "scheduler",
+            OK,
+            f"{addr}: {n} workers, {threads} threads, {format_bytes(memory)} memory_limit in total "
+            f"(their memory is on their hosts, not checked here){f'; dashboard {link}' if link else ''}",
+            values,
+        ),
+        software,
+        *access,
+    ]
 
 
 def run_url(cfg: Config) -> str | None:
@@ -94,14 +135,38 @@ def worker_software(client: Any) -> Check:
     without = [a for a, w in workers.items() if not w.get("packages", {}).get("bqxdask")]
     values: dict[str, Any] = {"client": {k: mine.get(k) for k in MATCHED_PACKAGES}, "without_bqxdask": without}
     if without:
-        return Check(GROUP, "worker software", FAIL, f"{len(without)} of {len(workers)} workers cannot import "
-                     f"bqxdask (e.g. {without[0]}): every task would fail; fix: pip install bqxdask=={__version__} "
-                     "in the workers' environment", values)
-    differ = sorted({f"{k} {w['packages'].get(k)} ≠ {mine.get(k)}" for w in workers.values() for k in MATCHED_PACKAGES
-                     if w.get("packages", {}).get(k) != mine.get(k)})
+        return Check(
+            GROUP,
+            "worker software",
+            FAIL,
+            f"{len(without)} of {len(workers)} workers cannot import "
+            f"bqxdask (e.g. {without[0]}): every task would fail; fix: pip install bqxdask=={__version__} "
+            "in the workers' environment",
+            values,
+        )
+    differ = sorted(
+        {
+            f"{k} {w['packages'].get(k)} ≠ {mine.get(k)}"
+            for w in workers.values()
+            for k in MATCHED_PACKAGES
+            if w.get("packages", {}).get(k) != mine.get(k)
+        }
+    )
     values["mismatches"] = differ
     if differ:
-        return Check(GROUP, "worker software", WARN, f"workers differ from this client: {'; '.join(differ[:4])}; "
-                     "fix: install the same versions on the workers (pickled tasks may fail)", values)
-    return Check(GROUP, "worker software", OK, f"{len(workers)} workers run bqxdask {mine.get('bqxdask')}, "
-                 f"dask {mine.get('dask')}, pandas {mine.get('pandas')} like this client", values)
+        return Check(
+            GROUP,
+            "worker software",
+            WARN,
+            f"workers differ from this client: {'; '.join(differ[:4])}; "
+            "fix: install the same versions on the workers (pickled tasks may fail)",
+            values,
+        )
+    return Check(
+        GROUP,
+        "worker software",
+        OK,
+        f"{len(workers)} workers run bqxdask {mine.get('bqxdask')}, "
+        f"dask {mine.get('dask')}, pandas {mine.get('pandas')} like this client",
+        values,
+    )

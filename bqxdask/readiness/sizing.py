@@ -79,8 +79,10 @@ def sizing_group(cfg: Config, plan: PlanFacts, database: DatabaseFacts) -> list[
         reason = database.reason or "the source tables were not assessed"
         basis = f"{rows:,} rows assumed ({ASSUMED_BARS_PER_MONTH:,} bars per pair-month; {reason})"
     elif assumed_pairs:
-        basis = (f"{rows:,} rows ({', '.join(assumed_pairs)}: no usable table, assumed "
-                 f"{ASSUMED_BARS_PER_MONTH:,} bars per month)")
+        basis = (
+            f"{rows:,} rows ({', '.join(assumed_pairs)}: no usable table, assumed "
+            f"{ASSUMED_BARS_PER_MONTH:,} bars per month)"
+        )
     else:
         basis = f"{rows:,} source rows in the requested months"
     values_n = rows * sum(c + 1 for c in cols.values())  # +1: time
@@ -90,8 +92,9 @@ def sizing_group(cfg: Config, plan: PlanFacts, database: DatabaseFacts) -> list[
 
     def add_load(path: str, label: str, nbytes: float) -> None:
         base = nearest_existing(path)
-        entry = loads.setdefault(base.stat().st_dev, {"path": str(path), "free": shutil.disk_usage(base).free,
-                                                      "bytes": 0.0, "what": []})
+        entry = loads.setdefault(
+            base.stat().st_dev, {"path": str(path), "free": shutil.disk_usage(base).free, "bytes": 0.0, "what": []}
+        )
         entry["bytes"] += nbytes
         entry["what"].append(label)
 
@@ -104,12 +107,20 @@ def sizing_group(cfg: Config, plan: PlanFacts, database: DatabaseFacts) -> list[
         if len(measured) == len(cols):
             how = f"{per_value:.1f} B/value measured on {sum(n for _, n in measured.values())} existing files"
         elif measured:
-            how = (f"{per_value:.1f} B/value: measured on existing files of {', '.join(measured)}; for the "
-                   f"others {assumed}")
+            how = (
+                f"{per_value:.1f} B/value: measured on existing files of {', '.join(measured)}; for the "
+                f"others {assumed}"
+            )
         else:
             how = f"{assumed}; no outputs to measure yet"
-        values = {"rows": rows, "values": values_n, "raw_bytes": raw, "bytes_per_value": per_value,
-                  "measured_families": sorted(measured), "estimate_bytes": pq_bytes}
+        values = {
+            "rows": rows,
+            "values": values_n,
+            "raw_bytes": raw,
+            "bytes_per_value": per_value,
+            "measured_families": sorted(measured),
+            "estimate_bytes": pq_bytes,
+        }
         detail = f"≈ {format_bytes(int(pq_bytes))}: {basis} × {sum(cols.values()) + len(cols)} columns, {how}"
         if is_remote(cfg.output.parquet_dir):
             checks.append(Check(GROUP, "Parquet", OK, detail + "; remote storage: free space not checked", values))
@@ -122,23 +133,39 @@ def sizing_group(cfg: Config, plan: PlanFacts, database: DatabaseFacts) -> list[
     if cfg.output.write_sql:
         sql_bytes = float(sum(rows * sql_row_bytes(c) for c in cols.values()))
         values = {"rows": rows, "estimate_bytes": sql_bytes, "overhead": round(sql_bytes / raw, 2) if raw else None}
-        detail = (f"≈ {format_bytes(int(sql_bytes))} in PostgreSQL ({values['overhead']}× the raw 8 B/value: tuple "
-                  "headers, null bitmaps, the time primary key)")
+        detail = (
+            f"≈ {format_bytes(int(sql_bytes))} in PostgreSQL ({values['overhead']}× the raw 8 B/value: tuple "
+            "headers, null bitmaps, the time primary key)"
+        )
         if database.embedded:
             add_load(cfg.database.embedded_dir, "SQL (embedded)", sql_bytes)
             checks.append(Check(GROUP, "SQL", OK, detail + "; the embedded database's disk is checked below", values))
         else:
-            checks.append(Check(GROUP, "SQL", OK, detail + "; the database server's disk is not visible from this "
-                                "client: make sure it has that much free (plus WAL while loading)", values))
+            checks.append(
+                Check(
+                    GROUP,
+                    "SQL",
+                    OK,
+                    detail + "; the database server's disk is not visible from this "
+                    "client: make sure it has that much free (plus WAL while loading)",
+                    values,
+                )
+            )
     else:
         checks.append(Check(GROUP, "SQL", OK, "output.write_sql = false: no feature tables written"))
 
     for entry in loads.values():
         need, free = entry["bytes"], entry["free"]
-        values = {"path": entry["path"], "needed_bytes": need, "free_bytes": free,
-                  "share": need / free if free else None}
-        base = (f"{' + '.join(entry['what'])}: {format_bytes(int(need))} of {format_bytes(free)} free at "
-                f"{entry['path']} ({pct(need, free)})")
+        values = {
+            "path": entry["path"],
+            "needed_bytes": need,
+            "free_bytes": free,
+            "share": need / free if free else None,
+        }
+        base = (
+            f"{' + '.join(entry['what'])}: {format_bytes(int(need))} of {format_bytes(free)} free at "
+            f"{entry['path']} ({pct(need, free)})"
+        )
         fix = "fix: free disk space, move output.parquet_dir, or run fewer months at a time"
         if not free or need > DISK_FAIL * free:
             checks.append(Check(GROUP, "disk", FAIL, f"{base}: the disk would fill up; {fix}", values))

@@ -126,14 +126,25 @@ def requirement_check(req: Requirement, via: str = "") -> Check:
         values["via"] = via
     why = f" (for {via})" if via else ""
     if found is None:
-        return Check(GROUP, req.name, FAIL, f"not installed, needs {need}{why}; fix: make venv or "
-                     "pip install -e . in the virtualenv", values)
+        return Check(
+            GROUP,
+            req.name,
+            FAIL,
+            f"not installed, needs {need}{why}; fix: make venv or pip install -e . in the virtualenv",
+            values,
+        )
     dist, version = found
     ok = version_ok(version, req.specifier)
     shown = version + (f" (as {dist})" if dist.lower() != req.name.lower() else "")
     if ok is False:
-        return Check(GROUP, req.name, FAIL, f"{shown}, needs {need}{why}; fix: pip install "
-                     f"'{req.name}{req.specifier}' (make venv reinstalls everything)", values)
+        return Check(
+            GROUP,
+            req.name,
+            FAIL,
+            f"{shown}, needs {need}{why}; fix: pip install "
+            f"'{req.name}{req.specifier}' (make venv reinstalls everything)",
+            values,
+        )
     if ok is None:
         return Check(GROUP, req.name, WARN, f"{shown}: version not comparable with {need}{why}", values)
     return Check(GROUP, req.name, OK, f"{shown}, needs {need}{why}", values)
@@ -142,8 +153,15 @@ def requirement_check(req: Requirement, via: str = "") -> Check:
 def dependencies_group(lines: list[str], origin: str) -> list[Check]:
     """The dependencies lines for the requirement ``lines`` (read from ``origin``), then TA-Lib's."""
     if not lines:
-        return [Check(GROUP, "requirements", WARN, f"no requirement list found ({origin}); versions not "
-                      "checked; fix: run from a checkout or install bqxdask")]
+        return [
+            Check(
+                GROUP,
+                "requirements",
+                WARN,
+                f"no requirement list found ({origin}); versions not "
+                "checked; fix: run from a checkout or install bqxdask",
+            )
+        ]
     checks = []
     listed = set()
     reqs = [req for req in map(Requirement.parse, lines) if req.applies()]
@@ -173,8 +191,13 @@ def talib_check() -> Check:
     try:
         import talib
     except Exception as exc:
-        return Check(GROUP, "TA-Lib works", FAIL, f"import talib failed ({first_line(exc)}); fix: pip "
-                     "install the pinned ta-lib wheel (make venv)", {"importable": False})
+        return Check(
+            GROUP,
+            "TA-Lib works",
+            FAIL,
+            f"import talib failed ({first_line(exc)}); fix: pip install the pinned ta-lib wheel (make venv)",
+            {"importable": False},
+        )
     version = getattr(talib, "__version__", "?")
     try:
         x = np.arange(1.0, 31.0)
@@ -182,10 +205,25 @@ def talib_check() -> Check:
         rsi = talib.RSI(x, timeperiod=14)
         ok = math.isnan(sma[3]) and abs(sma[-1] - 28.0) < 1e-12 and abs(rsi[-1] - 100.0) < 1e-9
     except Exception as exc:
-        return Check(GROUP, "TA-Lib works", FAIL, f"talib {version} imports but SMA/RSI failed "
-                     f"({first_line(exc)}); fix: reinstall the ta-lib wheel", {"importable": True, "works": False})
+        return Check(
+            GROUP,
+            "TA-Lib works",
+            FAIL,
+            f"talib {version} imports but SMA/RSI failed ({first_line(exc)}); fix: reinstall the ta-lib wheel",
+            {"importable": True, "works": False},
+        )
     if not ok:
-        return Check(GROUP, "TA-Lib works", FAIL, f"talib {version}: SMA/RSI return wrong values; fix: "
-                     "reinstall the pinned ta-lib wheel", {"importable": True, "works": False})
-    return Check(GROUP, "TA-Lib works", OK, f"talib {version}: SMA(5) and RSI(14) of 1..30 are right",
-                 {"importable": True, "works": True, "version": version})
+        return Check(
+            GROUP,
+            "TA-Lib works",
+            FAIL,
+            f"talib {version}: SMA/RSI return wrong values; fix: reinstall the pinned ta-lib wheel",
+            {"importable": True, "works": False},
+        )
+    return Check(
+        GROUP,
+        "TA-Lib works",
+        OK,
+        f"talib {version}: SMA(5) and RSI(14) of 1..30 are right",
+        {"importable": True, "works": True, "version": version},
+    )

@@ -36,8 +36,9 @@ def sources_group(cur: Any, cfg: Config) -> tuple[dict[str, dict[str, int]], lis
     return rows, checks
 
 
-def source_pair(cur: Any, cfg: Config, pair: str, user: str, lo: dt.datetime,
-                hi: dt.datetime) -> tuple[dict[str, int] | None, Check]:
+def source_pair(
+    cur: Any, cfg: Config, pair: str, user: str, lo: dt.datetime, hi: dt.datetime
+) -> tuple[dict[str, int] | None, Check]:
     """One pair's table: present and readable, its rows, its span, its rows in the requested months."""
     from psycopg2 import sql
 
@@ -50,15 +51,23 @@ def source_pair(cur: Any, cfg: Config, pair: str, user: str, lo: dt.datetime,
     label = f"{schema}.{source_table(pair)}"
     # pg_class is readable by every role; information_schema (used by inspect_source) hides
     # the tables a role may not read, which would make a missing GRANT look like a missing table
-    cur.execute("SELECT c.oid, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege(c.oid, 'SELECT')"
-                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s", (schema, source_table(pair)))
+    cur.execute(
+        "SELECT c.oid, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege(c.oid, 'SELECT')"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
+        (schema, source_table(pair)),
+    )
     found = cur.fetchone()
     if found is not None and not (found[1] and found[2]):
         lacks = "USAGE on schema " + schema if not found[1] else "SELECT on it"
-        return None, Check(GROUP, pair, FAIL, f"{label} exists but role {user} lacks {lacks}; fix: GRANT USAGE ON "
-                           f"SCHEMA {schema} TO {user}; GRANT SELECT ON {label} TO {user}",
-                           {"table": label, "exists": True, "select": False})
+        return None, Check(
+            GROUP,
+            pair,
+            FAIL,
+            f"{label} exists but role {user} lacks {lacks}; fix: GRANT USAGE ON "
+            f"SCHEMA {schema} TO {user}; GRANT SELECT ON {label} TO {user}",
+            {"table": label, "exists": True, "select": False},
+        )
     try:
         src = inspect_source(cur, schema, pair)
     except SourceError as exc:
@@ -66,24 +75,43 @@ def source_pair(cur: Any, cfg: Config, pair: str, user: str, lo: dt.datetime,
     table = qualified(schema, src.table)
     cur.execute(sql.SQL("SELECT count(*), min(time), max(time) FROM {}").format(table))
     total, first, last = cur.fetchone()
-    cur.execute(sql.SQL("SELECT to_char(date_trunc('month', time), 'YYYY-MM'), count(*) FROM {}"
-                        " WHERE time >= %s AND time < %s GROUP BY 1 ORDER BY 1").format(table), (lo, hi))
+    cur.execute(
+        sql.SQL(
+            "SELECT to_char(date_trunc('month', time), 'YYYY-MM'), count(*) FROM {}"
+            " WHERE time >= %s AND time < %s GROUP BY 1 ORDER BY 1"
+        ).format(table),
+        (lo, hi),
+    )
     counted = {m: int(n) for m, n in cur.fetchall()}
     per_month = {m: counted.get(m, 0) for m in months}
     in_run = sum(per_month.values())
     span = f"{utc_minute(first)[:-4]} → {utc_minute(last)}" if total else "no bars"
     req = f"{months[0]}: {in_run:,} rows" if len(months) == 1 else f"{len(months)} months: {in_run:,} rows"
     tz = "" if src.time_type.endswith("with time zone") else " (time without zone, read as UTC)"
-    values = {"table": src.label, "exists": True, "select": True, "rows": int(total),
-              "first": first.isoformat() if first else None, "last": last.isoformat() if last else None,
-              "rows_in_months": per_month, "time_type": src.time_type, "has_volume": src.has_volume}
+    values = {
+        "table": src.label,
+        "exists": True,
+        "select": True,
+        "rows": int(total),
+        "first": first.isoformat() if first else None,
+        "last": last.isoformat() if last else None,
+        "rows_in_months": per_month,
+        "time_type": src.time_type,
+        "has_volume": src.has_volume,
+    }
     detail = f"{src.label}: {int(total):,} rows, {span}{tz}; {req}"
     empty = [m for m, n in per_month.items() if n == 0]
     if empty:
         shown = ", ".join(empty[:4]) + (f" (+{len(empty) - 4})" if len(empty) > 4 else "")
-        return per_month, Check(GROUP, pair, WARN, f"{detail}; no rows in {shown}: the run reports those units as "
-                                f"failed; fix: bqxdask import/seed --pairs {pair} for them, or narrow "
-                                "run.start/run.end", values)
+        return per_month, Check(
+            GROUP,
+            pair,
+            WARN,
+            f"{detail}; no rows in {shown}: the run reports those units as "
+            f"failed; fix: bqxdask import/seed --pairs {pair} for them, or narrow "
+            "run.start/run.end",
+            values,
+        )
     return per_month, Check(GROUP, pair, OK, detail, values)
 
 

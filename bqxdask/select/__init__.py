@@ -22,7 +22,21 @@ from .names import (
 from .run import run_select, select_pair
 
 __all__ = [
-    "Dataset", "Layout", "build_dataset", "feature_kind", "feature_name", "join_families", "parse_feature",
-    "path_length", "plan_families", "read_joined", "required_rows", "run_select", "select_pair", "target_name",
-    "targets_for", "vol_target_name", "walk_forward",
+    "Dataset",
+    "Layout",
+    "build_dataset",
+    "feature_kind",
+    "feature_name",
+    "join_families",
+    "parse_feature",
+    "path_length",
+    "plan_families",
+    "read_joined",
+    "required_rows",
+    "run_select",
+    "select_pair",
+    "target_name",
+    "targets_for",
+    "vol_target_name",
+    "walk_forward",
 ]

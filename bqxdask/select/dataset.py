@@ -100,8 +100,15 @@ def path_length(level: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
-def build_dataset(joined: pd.DataFrame, *, pair: str, lags: Sequence[int], targets: Sequence[Target],
-                  folds: int = 5, families: Sequence[str] | None = None) -> Dataset:
+def build_dataset(
+    joined: pd.DataFrame,
+    *,
+    pair: str,
+    lags: Sequence[int],
+    targets: Sequence[Target],
+    folds: int = 5,
+    families: Sequence[str] | None = None,
+) -> Dataset:
     """Lagged features, targets, NULL-target rows dropped.
 
     ``joined`` is one pair's series, sorted by time, columns ``<family>__<column>``
@@ -111,12 +118,16 @@ def build_dataset(joined: pd.DataFrame, *, pair: str, lags: Sequence[int], targe
 
     targets = tuple(targets)
     if not joined.index.is_monotonic_increasing or not joined.index.is_unique:
-        raise OutputError(f"{pair}: the feature rows are not in strictly increasing time order; fix: rerun "
-                          "bqxdask features --full-refresh for the pair")
+        raise OutputError(
+            f"{pair}: the feature rows are not in strictly increasing time order; fix: rerun "
+            "bqxdask features --full-refresh for the pair"
+        )
     level_col = feature_name(TARGET_FAMILY, LEVEL_COLUMN)
     if level_col not in joined:
-        raise SourceError(f"{pair}: stage 3 needs the {TARGET_FAMILY} family (its targets and {LEVEL_COLUMN}); "
-                          f"fix: enable it in families.enabled and run bqxdask features")
+        raise SourceError(
+            f"{pair}: stage 3 needs the {TARGET_FAMILY} family (its targets and {LEVEL_COLUMN}); "
+            f"fix: enable it in families.enabled and run bqxdask features"
+        )
     n = len(joined)
     gap = max(t.horizon for t in targets)
     need = required_rows(folds, gap)
@@ -156,9 +167,17 @@ def build_dataset(joined: pd.DataFrame, *, pair: str, lags: Sequence[int], targe
             infinite[names[jj]] = int(bad[:, jj].sum())
         X[bad] = np.nan
     return Dataset(
-        pair=pair, time=pd.DatetimeIndex(joined.index[rows]), row=rows.astype("int64"),
-        features=names, X=X, targets=targets, Y=values[rows], gap=gap,
-        level=level, series_rows=n, dropped_null_target=n - len(rows),
+        pair=pair,
+        time=pd.DatetimeIndex(joined.index[rows]),
+        row=rows.astype("int64"),
+        features=names,
+        X=X,
+        targets=targets,
+        Y=values[rows],
+        gap=gap,
+        level=level,
+        series_rows=n,
+        dropped_null_target=n - len(rows),
         families=list(families) if families is not None else list(dict.fromkeys(c.split(SEP)[0] for c in base_names)),
         infinite_values=infinite,
     )
@@ -228,8 +247,9 @@ def read_joined(cfg: Config, pair: str, families: Sequence[str], client: Any = N
         ddf = read_features(fam, [pair], cfg.run.start, cfg.run.end, parquet_dir=cfg.output.parquet_dir)
         columns = [c for c in ddf.columns if c != "pair"]
         names = [feature_name(fam, c) for c in columns] + [_marker(fam)]
-        meta = pd.DataFrame({n: pd.Series([], dtype="float64") for n in names},
-                            index=pd.DatetimeIndex([], tz="UTC", name="time"))
+        meta = pd.DataFrame(
+            {n: pd.Series([], dtype="float64") for n in names}, index=pd.DatetimeIndex([], tz="UTC", name="time")
+        )
         # explicit selection + meta rather than drop/rename: the frame's meta need not list
         # ``pair`` even though its partitions hold it
         parts.append(ddf.map_partitions(_prefixed, fam, columns, meta=meta, enforce_metadata=False))

@@ -86,8 +86,9 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else float("nan")
 
 
-def cluster_importance(forest, X: np.ndarray, y: np.ndarray, clusters: np.ndarray, params: ForestParams,
-                       stream: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cluster_importance(
+    forest, X: np.ndarray, y: np.ndarray, clusters: np.ndarray, params: ForestParams, stream: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(base prediction, importance per cluster, block means per cluster) on rows ``X`` (C order).
 
     ``clusters`` gives each column's cluster id (0..C−1). The permutations are drawn from
@@ -138,9 +139,14 @@ def run_fold(X: np.ndarray, Y: np.ndarray, task: FoldTask, clusters: np.ndarray,
     y = Y[:, task.target]
     train_y = y[task.train]
     tree_rows = min(params.tree_rows, len(task.train)) if params.tree_rows else None
-    forest = RandomForestRegressor(n_estimators=params.n_estimators, max_depth=params.max_depth,
-                                   max_features=params.sklearn_max_features(), max_samples=tree_rows,
-                                   random_state=params.seed, n_jobs=params.n_jobs)
+    forest = RandomForestRegressor(
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        max_features=params.sklearn_max_features(),
+        max_samples=tree_rows,
+        random_state=params.seed,
+        n_jobs=params.n_jobs,
+    )
     ye = y[task.evaluate]
     # catch_warnings(): sklearn's threads reset the process-wide warning filters (Python < 3.14);
     # this restores the worker's filters afterwards and suppresses nothing
@@ -150,7 +156,17 @@ def run_fold(X: np.ndarray, Y: np.ndarray, task: FoldTask, clusters: np.ndarray,
             base = forest.predict(np.ascontiguousarray(X[task.evaluate], dtype=np.float32))
             importance = means = None
         else:
-            base, importance, means = cluster_importance(forest, X[task.evaluate], ye, clusters, params,
-                                                         (task.target, task.fold))
-    return FoldResult(task.target, task.fold, r2(ye, base), r2(ye, np.zeros(len(ye))), importance, means,
-                      len(task.train), len(task.evaluate), time.perf_counter() - t0)
+            base, importance, means = cluster_importance(
+                forest, X[task.evaluate], ye, clusters, params, (task.target, task.fold)
+            )
+    return FoldResult(
+        task.target,
+        task.fold,
+        r2(ye, base),
+        r2(ye, np.zeros(len(ye))),
+        importance,
+        means,
+        len(task.train),
+        len(task.evaluate),
+        time.perf_counter() - t0,
+    )

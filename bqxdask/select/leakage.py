@@ -84,9 +84,15 @@ class TargetLeakage:
     rows: int
 
     def as_dict(self) -> dict[str, object]:
-        return {"rows": self.rows, "max_copy_r2": _g(self.copy_r2), "max_copy_r2_feature": self.copy_feature,
-                "max_future_r2": _g(self.future_r2), "max_future_r2_limit": _g(self.future_limit),
-                "max_future_r2_feature": self.future_feature, "max_future_r2_probe": self.future_probe}
+        return {
+            "rows": self.rows,
+            "max_copy_r2": _g(self.copy_r2),
+            "max_copy_r2_feature": self.copy_feature,
+            "max_future_r2": _g(self.future_r2),
+            "max_future_r2_limit": _g(self.future_limit),
+            "max_future_r2_feature": self.future_feature,
+            "max_future_r2_probe": self.future_probe,
+        }
 
 
 def _g(x: float) -> float:
@@ -147,8 +153,15 @@ class LeakageScores:
     rows: int
 
 
-def leakage_scores(features: np.ndarray, names: Sequence[str], targets: Sequence[tuple[Target, np.ndarray]],
-                   level: np.ndarray, rows: np.ndarray, *, future_r2: float = DEFAULT_FUTURE_R2) -> LeakageScores:
+def leakage_scores(
+    features: np.ndarray,
+    names: Sequence[str],
+    targets: Sequence[tuple[Target, np.ndarray]],
+    level: np.ndarray,
+    rows: np.ndarray,
+    *,
+    future_r2: float = DEFAULT_FUTURE_R2,
+) -> LeakageScores:
     """Copy R² and future ΔR² of every feature for every target (see the module docstring).
 
     ``features`` is ``(n, p)`` at the series positions ``rows`` (NaN allowed, time order);
@@ -223,9 +236,17 @@ def _pairwise_r2(x: np.ndarray, finite: np.ndarray, y: np.ndarray) -> np.ndarray
     return np.where(np.isfinite(out) & (n > 2), out, 0.0)
 
 
-def check_leakage(features: np.ndarray, names: Sequence[str], targets: Sequence[tuple[Target, np.ndarray]],
-                  level: np.ndarray, rows: np.ndarray, *, copy_r2: float, future_r2: float,
-                  pair: str) -> dict[str, TargetLeakage]:
+def check_leakage(
+    features: np.ndarray,
+    names: Sequence[str],
+    targets: Sequence[tuple[Target, np.ndarray]],
+    level: np.ndarray,
+    rows: np.ndarray,
+    *,
+    copy_r2: float,
+    future_r2: float,
+    pair: str,
+) -> dict[str, TargetLeakage]:
     """Raise :class:`LeakageError` naming the first leaking feature and target; else the largest scores."""
     s = leakage_scores(features, names, targets, level, rows, future_r2=future_r2)
     out = {}
@@ -247,6 +268,14 @@ def check_leakage(features: np.ndarray, names: Sequence[str], targets: Sequence[
                 f"{s.limits[name][kf]:.3g}); {_FIX}"
             )
         jm, km = np.unravel_index(int(np.argmax(s.future[name])), s.future[name].shape)
-        out[name] = TargetLeakage(name, float(s.copy[name][j]), names[j], float(s.future[name][jm, km]),
-                                  float(s.limits[name][km]), names[jm], s.labels[name][km], s.rows)
+        out[name] = TargetLeakage(
+            name,
+            float(s.copy[name][j]),
+            names[j],
+            float(s.future[name][jm, km]),
+            float(s.limits[name][km]),
+            names[jm],
+            s.labels[name][km],
+            s.rows,
+        )
     return out

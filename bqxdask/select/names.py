@@ -80,11 +80,14 @@ def validate_horizons(horizons: Sequence[int] | None, params: SelectParams) -> t
         raise ConfigError(f"{key} is empty; fix: give at least one horizon in bars, e.g. 15")
     for h in hs:
         if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ConfigError(f"{key}: {h!r} is not a horizon; fix: horizons are whole numbers of bars >= 1, "
-                              f"e.g. 15,30,45,60,75")
+            raise ConfigError(
+                f"{key}: {h!r} is not a horizon; fix: horizons are whole numbers of bars >= 1, e.g. 15,30,45,60,75"
+            )
     if len(set(hs)) != len(hs):
         raise ConfigError(f"{key} lists a horizon twice; fix: list each horizon once")
     if not params.lags or len(set(params.lags)) != len(params.lags):
-        raise ConfigError("families.select.lags must list each lag once and at least one (0 = the feature "
-                          "itself); fix: e.g. lags = [0, 60]")
+        raise ConfigError(
+            "families.select.lags must list each lag once and at least one (0 = the feature "
+            "itself); fix: e.g. lags = [0, 60]"
+        )
     return tuple(sorted(hs))

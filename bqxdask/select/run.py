@@ -49,9 +49,16 @@ CLUSTER_ROWS = 5_000
 
 def forest_params(cfg: Config) -> ForestParams:
     p = cfg.families.select
-    return ForestParams(n_estimators=p.n_estimators, max_depth=p.max_depth, max_features=p.max_features,
-                        tree_rows=p.tree_rows, n_jobs=p.n_jobs, seed=p.seed, repeats=p.permutation_repeats,
-                        blocks=p.significance_blocks)
+    return ForestParams(
+        n_estimators=p.n_estimators,
+        max_depth=p.max_depth,
+        max_features=p.max_features,
+        tree_rows=p.tree_rows,
+        n_jobs=p.n_jobs,
+        seed=p.seed,
+        repeats=p.permutation_repeats,
+        blocks=p.significance_blocks,
+    )
 
 
 def plan_rows(layout: Layout, cfg: Config) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
@@ -63,21 +70,36 @@ def plan_rows(layout: Layout, cfg: Config) -> tuple[np.ndarray, list[tuple[int, 
     """
     p = cfg.families.select
     pool = sample_rows(np.arange(*layout.test.train), p.max_train_rows, p.seed, 0)
-    evals = {f.number: sample_rows(np.arange(*f.evaluate), p.max_importance_rows, p.seed, f.number)
-             for f in layout.folds}
+    evals = {
+        f.number: sample_rows(np.arange(*f.evaluate), p.max_importance_rows, p.seed, f.number) for f in layout.folds
+    }
     evals[0] = sample_rows(np.arange(*layout.test.evaluate), 4 * p.max_importance_rows, p.seed, 99)
     used = np.unique(np.concatenate([pool, *evals.values()]))
     where = {int(r): i for i, r in enumerate(used)}
     plans = []
     for fold in (*layout.folds, layout.test):
         train = pool[pool < fold.train[1]]
-        plans.append((fold.number, np.array([where[int(r)] for r in train]),
-                      np.array([where[int(r)] for r in evals[fold.number]])))
+        plans.append(
+            (
+                fold.number,
+                np.array([where[int(r)] for r in train]),
+                np.array([where[int(r)] for r in evals[fold.number]]),
+            )
+        )
     return used, plans
 
 
-def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], *, families: Sequence[str],
-                skipped: Sequence[str], out: TextIO, progress_stream: TextIO) -> PairResult:
+def select_pair(
+    cfg: Config,
+    client: Any,
+    pair: str,
+    horizons: tuple[int, ...],
+    *,
+    families: Sequence[str],
+    skipped: Sequence[str],
+    out: TextIO,
+    progress_stream: TextIO,
+) -> PairResult:
     """Stage 3 for one pair: returns what was written."""
     params = cfg.families.select
     t0 = time.perf_counter()
@@ -91,9 +113,16 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
         out.write(f"warning: {pair}: {name} has {count} infinite values; they are treated as missing\n")
     layout = walk_forward(len(ds.row), params.folds, ds.gap)
     check = sample_rows(np.arange(*layout.test.train), CHECK_ROWS, params.seed, 1)
-    leakage = check_leakage(ds.X[check], ds.features, [(t, ds.Y[check, k]) for k, t in enumerate(ds.targets)],
-                            ds.level, ds.row[check], copy_r2=params.leakage_r2, future_r2=params.leakage_future_r2,
-                            pair=pair)
+    leakage = check_leakage(
+        ds.X[check],
+        ds.features,
+        [(t, ds.Y[check, k]) for k, t in enumerate(ds.targets)],
+        ds.level,
+        ds.row[check],
+        copy_r2=params.leakage_r2,
+        future_r2=params.leakage_future_r2,
+        pair=pair,
+    )
     clock.lap("build + leakage check")
     kinds = ds.kinds
     model = np.array([j for j, k in enumerate(kinds) if not (params.drop_levels and k == "level")])
@@ -103,9 +132,11 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     used, plans = plan_rows(layout, cfg)
     X = np.asarray(ds.X[np.ix_(used, model)], dtype=np.float32, order="F")
     Y = ds.Y[used]
-    out.write(f"{pair}: {len(ds.row):,} rows × {len(model)} features ({int(clusters.max()) + 1} clusters) from "
-              f"{len(families)} families; {len(targets)} targets × ({params.folds} folds + test) on the cluster "
-              f"({params.n_estimators} trees, depth {params.max_depth}, max_features {params.max_features})\n")
+    out.write(
+        f"{pair}: {len(ds.row):,} rows × {len(model)} features ({int(clusters.max()) + 1} clusters) from "
+        f"{len(families)} families; {len(targets)} targets × ({params.folds} folds + test) on the cluster "
+        f"({params.n_estimators} trees, depth {params.max_depth}, max_features {params.max_features})\n"
+    )
     out.flush()
     fp = forest_params(cfg)
     [x_fut, y_fut, c_fut] = client.scatter([X, Y, clusters], broadcast=True, hash=False)
@@ -114,8 +145,18 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     for k, tgt in enumerate(targets):
         for number, train, evaluate in plans:
             task = FoldTask(k, number, train, evaluate)
-            futures.append(client.submit(run_fold, x_fut, y_fut, task, c_fut, fp, pure=False,
-                                         key=f"select-{pair}-{tgt.name}-fold{number}-{token}"))
+            futures.append(
+                client.submit(
+                    run_fold,
+                    x_fut,
+                    y_fut,
+                    task,
+                    c_fut,
+                    fp,
+                    pure=False,
+                    key=f"select-{pair}-{tgt.name}-fold{number}-{token}",
+                )
+            )
     results = _gather(client, futures, progress_stream, pair)
     clock.lap(f"{len(futures)} tasks")
     for f in (x_fut, y_fut, c_fut):
@@ -124,10 +165,20 @@ def select_pair(cfg: Config, client: Any, pair: str, horizons: tuple[int, ...], 
     for res in results:
         by_target.setdefault(res.target, {})[res.fold] = res
     model_names = [ds.features[j] for j in model]
-    ranked = [rank_target(tgt, model_names, [kinds[j] for j in model], clusters, by_target[k], params.alpha)
-              for k, tgt in enumerate(targets)]
-    result = PairResult(ds=ds, layout=layout, targets=ranked, leakage=leakage, skipped=list(skipped),
-                        clusters=int(clusters.max()) + 1, model_features=model_names, rows_sent=len(used))
+    ranked = [
+        rank_target(tgt, model_names, [kinds[j] for j in model], clusters, by_target[k], params.alpha)
+        for k, tgt in enumerate(targets)
+    ]
+    result = PairResult(
+        ds=ds,
+        layout=layout,
+        targets=ranked,
+        leakage=leakage,
+        skipped=list(skipped),
+        clusters=int(clusters.max()) + 1,
+        model_features=model_names,
+        rows_sent=len(used),
+    )
     folder = write_outputs(cfg, result)
     clock.lap("write")
     print_summary(out, result, folder, seconds=time.perf_counter() - t0, phases=clock.text())
@@ -165,8 +216,9 @@ def _gather(client: Any, futures: list, stream: TextIO, pair: str) -> list[FoldR
     return sorted(results, key=lambda r: (r.target, r.fold))
 
 
-def run_select(cfg: Config, *, horizons: Sequence[int] | None = None, out: TextIO | None = None,
-               client: Any = None) -> int:
+def run_select(
+    cfg: Config, *, horizons: Sequence[int] | None = None, out: TextIO | None = None, client: Any = None
+) -> int:
     """``bqxdask select``: stage 3 for every pair of ``cfg.run.pairs``; returns the exit code.
 
     All pairs are checked (horizons, Parquet coverage) before any is read, so a missing month
@@ -177,15 +229,19 @@ def run_select(cfg: Config, *, horizons: Sequence[int] | None = None, out: TextI
     plans = {pair: plan_families(cfg, pair) for pair in cfg.run.pairs}
     for pair, (_, skipped) in plans.items():
         if skipped:
-            out.write(f"note: {pair}: no Parquet output for {', '.join(skipped)}; selecting without "
-                      f"{'it' if len(skipped) == 1 else 'them'} (fix: bqxdask features --families "
-                      f"{','.join(skipped)} to include)\n")
+            out.write(
+                f"note: {pair}: no Parquet output for {', '.join(skipped)}; selecting without "
+                f"{'it' if len(skipped) == 1 else 'them'} (fix: bqxdask features --families "
+                f"{','.join(skipped)} to include)\n"
+            )
     stream = sys.stderr if out is sys.stdout else out
     with cluster(cfg, client, out) as (c, _dashboard):
         for pair, (families, skipped) in plans.items():
             try:
                 select_pair(cfg, c, pair, hs, families=families, skipped=skipped, out=out, progress_stream=stream)
             except MemoryError:
-                raise BqxError(f"{pair}: out of memory building or fitting the dataset; fix: select fewer months "
-                               "or lower families.select.max_train_rows") from None
+                raise BqxError(
+                    f"{pair}: out of memory building or fitting the dataset; fix: select fewer months "
+                    "or lower families.select.max_train_rows"
+                ) from None
     return 0

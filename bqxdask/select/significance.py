@@ -109,8 +109,11 @@ def fold_rank_spearman(importances: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def verdict(target: str, n_features: int, n_significant: int, n_clusters: int, n_sig_clusters: int,
-            best: str, best_p: float) -> str:
+def verdict(
+    target: str, n_features: int, n_significant: int, n_clusters: int, n_sig_clusters: int, best: str, best_p: float
+) -> str:
     """``target_h15: 0 of 834 features (0 of 404 clusters) beat the null; best … p = 0.41``."""
-    return (f"{target}: {n_significant} of {n_features} features ({n_sig_clusters} of {n_clusters} clusters) "
-            f"beat the null; best {best} p = {best_p:.2g}")
+    return (
+        f"{target}: {n_significant} of {n_features} features ({n_sig_clusters} of {n_clusters} clusters) "
+        f"beat the null; best {best} p = {best_p:.2g}"
+    )
