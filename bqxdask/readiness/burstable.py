@@ -105,7 +105,7 @@ def instance_group(
     cfg: Config, plan: PlanFacts, rows: Mapping[str, Mapping[str, int]], *, paths: Iterable[str] = DMI_PRODUCT_FILES
 ) -> list[Check]:
     """The instance line against the planned run: its CPU time from the counted source ``rows`` and the
-    task seconds per row that :mod:`bqxdask.estimate` measured on recent runs."""
+    task seconds per row that :mod:`bqxdask.pipeline.estimate` measured on recent runs."""
     per_row, _ = measured_seconds_per_row(cfg.run.runs_dir)
     n_rows = planned_rows(cfg, rows)[0]
     core = (

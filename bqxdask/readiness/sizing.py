@@ -2,7 +2,7 @@
 
 The rows of the requested months (counted in the source tables, else assumed per pair-month)
 × the enabled families' columns, as Parquet — bytes per value measured on this machine's
-existing outputs, else assumed — and as PostgreSQL tuples (:func:`bqxdask.estimate.sql_row_bytes`).
+existing outputs, else assumed — and as PostgreSQL tuples (:func:`bqxdask.pipeline.estimate.sql_row_bytes`).
 Estimates landing on the same filesystem are added up before they are compared with its free
 space: ⚠️ above half of it, ❌ above 90 %.
 """

@@ -1,4 +1,4 @@
-"""Track 1 families (SPEC §4.3–4.5) against independent whole-series computations on real bars.
+"""The Bollinger, statistics and technical families (SPEC §4.3–4.5) against independent whole-series computations on real bars.
 
 Every comparison covers every row of the series (warm-up rows included, which must be NaN
 exactly where the reference is). References:
@@ -229,7 +229,7 @@ def test_registered_columns_are_the_spec_names():
         assert family.column_names(CFG) == expected[name], name
 
 
-def test_track1_registration():
+def test_bollinger_statistics_technical_are_registered():
     inputs_ = {f: registry.get(f).input for f in TRACK1}
     assert inputs_ == {
         "bollinger_rate": "idx",
