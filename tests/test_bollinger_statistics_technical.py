@@ -1,4 +1,5 @@
-"""The Bollinger, statistics and technical families (SPEC §4.3–4.5) against independent whole-series computations on real bars.
+"""The Bollinger, statistics and technical families (SPEC §4.3–4.5) against independent
+whole-series computations on real bars.
 
 Every comparison covers every row of the series (warm-up rows included, which must be NaN
 exactly where the reference is). References:
