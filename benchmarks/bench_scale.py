@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 from dask.utils import format_bytes, format_time
+from timing import CpuMeter  # benchmarks/ is the script's directory
 
 from bqxdask.config import load_config
 from bqxdask.db.connect import connection
@@ -111,18 +112,6 @@ class PeakRss:
             self.stop.wait(self.interval)
 
 
-def server_core_seconds(postmaster: psutil.Process) -> float:
-    t = postmaster.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in postmaster.children(recursive=True):
-        try:
-            c = child.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            continue
-    return total
-
-
 def schema_bytes(url: str, schema: str) -> int:
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(
@@ -137,14 +126,12 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def features_run(
-    env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, postmaster: psutil.Process
-) -> Run:
+def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, server: CpuMeter) -> Run:
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
     before_tree = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before_server = server_core_seconds(postmaster)
+    before_server = server.postgres()
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "bqxdask", "features", "--pairs", ",".join(pairs)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -182,7 +169,7 @@ def features_run(
         rerun_wall=rerun,
         span=last - first,
         tree_core_s=(after_tree.ru_utime + after_tree.ru_stime) - (before_tree.ru_utime + before_tree.ru_stime),
-        server_core_s=server_core_seconds(postmaster) - before_server,
+        server_core_s=server.postgres() - before_server,
         worker_peak_rss=sorted(rss.peak.values(), reverse=True),
         server_bytes=schema_bytes(url, tag),
         parquet_bytes=tree_bytes(tmp / tag),
@@ -269,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         server = embedded_server(cfg)
         url = server.url
-        postmaster = psutil.Process(server.status().pid)
+        meter = CpuMeter(server.status().pid, ())  # PostgreSQL's core-seconds, exited backends included
         t0 = time.perf_counter()
         sh(["seed"], env)
         seed_s = time.perf_counter() - t0
         runs = [
-            features_run(env, pairs[:SMALL], f"scale{SMALL}", tmp, url, postmaster),
-            features_run(env, pairs, f"scale{len(pairs)}", tmp, url, postmaster),
+            features_run(env, pairs[:SMALL], f"scale{SMALL}", tmp, url, meter),
+            features_run(env, pairs, f"scale{len(pairs)}", tmp, url, meter),
         ]
         lines = report(runs, args.workers, args.month, seed_s)
         print("\n".join(lines))

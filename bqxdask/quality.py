@@ -59,11 +59,6 @@ def _high_low(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return h < np.maximum(o, c) * (1 - HL_TOLERANCE), lo > np.minimum(o, c) * (1 + HL_TOLERANCE)
 
 
-def _high_low_faults(prices: np.ndarray) -> np.ndarray:
-    high, low = _high_low(prices)
-    return high | low
-
-
 def conflicting(times: pd.Index, values: pd.DataFrame, among: np.ndarray | None = None) -> np.ndarray:
     """Rows whose time also carries a *different* bar (other :data:`BAR_VALUES`): all are bad.
 
@@ -99,7 +94,8 @@ def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     no_time = np.asarray(times.isna())
     with np.errstate(invalid="ignore"):
         finite_positive = ((prices > 0) & (prices < np.inf)).all(axis=1)  # NaN fails both comparisons
-    bad = no_time | ~finite_positive | _high_low_faults(prices)
+    high, low = _high_low(prices)
+    bad = no_time | ~finite_positive | high | low
     # which check each bad row fails first (SPEC §3), worked out for the few bad rows only
     at = np.flatnonzero(bad)
     faults = price_faults(prices[at])
