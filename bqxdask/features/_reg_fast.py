@@ -15,7 +15,7 @@ partitioned run agrees with the whole series to ~1e-15 relative); never on a lat
 
 Precision, and the one fallback
 -------------------------------
-Here everything is plain float64 in one compiled pass (numba, :mod:`._reg_jit`): the level is
+Here everything is plain float64 in compiled loops (numba, :mod:`._reg_jit`): the level is
 local, the positions small and centred, the basis orthogonal, so on real bars every column
 agrees with the double-double kernel to ~1e-12 of its SPEC §4.9 scale (a thousandth of the
 budget). Two things cancel, and only in nearly exact fits:
