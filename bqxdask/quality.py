@@ -45,16 +45,15 @@ class PriceFaults:
 
 def price_faults(prices: np.ndarray) -> PriceFaults:
     """The SPEC §3 price checks of an (n, 4) float64 array of open, high, low, close."""
-    high, low = _high_low(prices)
+    high, low = _high_low(*prices.T)
     with np.errstate(invalid="ignore"):
         return PriceFaults(
             missing=np.isnan(prices), infinite=np.isinf(prices), nonpositive=prices <= 0, high=high, low=low
         )
 
 
-def _high_low(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _high_low(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """high < max(open, close) and low > min(open, close), beyond HL_TOLERANCE relative."""
-    o, h, lo, c = prices.T
     with np.errstate(invalid="ignore"):
         return h < np.maximum(o, c) * (1 - HL_TOLERANCE), lo > np.minimum(o, c) * (1 + HL_TOLERANCE)
 
@@ -90,22 +89,25 @@ def validate_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             {"time": pd.DatetimeIndex([], tz="UTC"), "reason": pd.Series([], dtype=object)}
         )
     times = bars.index
-    prices = np.column_stack([bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS])
-    no_time = np.asarray(times.isna())
+    columns = [bars[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS]  # views of a float64 block
+    bad = np.asarray(times.isna())
     with np.errstate(invalid="ignore"):
-        finite_positive = ((prices > 0) & (prices < np.inf)).all(axis=1)  # NaN fails both comparisons
-    high, low = _high_low(prices)
-    bad = no_time | ~finite_positive | high | low
+        for values in columns:
+            bad = bad | ~((values > 0) & (values < np.inf))  # NaN fails both comparisons
+    high, low = _high_low(*columns)
+    bad |= high
+    bad |= low
     # which check each bad row fails first (SPEC §3), worked out for the few bad rows only
     at = np.flatnonzero(bad)
-    faults = price_faults(prices[at])
+    no_time = np.asarray(times[at].isna())
+    faults = price_faults(np.column_stack([values[at] for values in columns]))
     reason = np.full(len(at), None, dtype=object)
 
     def mark(mask: np.ndarray, text: str) -> None:
         fresh = mask & (reason == None)  # noqa: E711 - elementwise on an object array
         reason[fresh] = text
 
-    mark(no_time[at], REASON_NULL_TIME)
+    mark(no_time, REASON_NULL_TIME)
     for j, col in enumerate(PRICE_COLUMNS):
         mark(faults.missing[:, j], REASON_MISSING.format(col=col))
         mark(faults.infinite[:, j], REASON_NONFINITE.format(col=col))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SourceError
-from ..quality import PRICE_COLUMNS
+from ..quality import BAR_VALUES, PRICE_COLUMNS
 
 PREPARED_COLUMNS = ("open_idx", "high_idx", "low_idx", "idx", "bqx")
 
@@ -29,13 +29,25 @@ def normalize_bars(bars: pd.DataFrame) -> pd.DataFrame:
         raise SourceError(f"bars lack column {missing[0]!r}; fix: provide open, high, low and close")
     index = pd.DatetimeIndex(frame.index)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    out = pd.DataFrame(
-        {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan) for c in PRICE_COLUMNS},
-        index=index.rename("time"),
-    )
-    vol = frame["volume"] if "volume" in frame.columns else 0
-    out["volume"] = pd.to_numeric(pd.Series(vol, index=frame.index), errors="coerce").fillna(0).to_numpy("float64")
-    return out
+    # one float64 block (columns × rows): the frame holds it without a copy, its columns are
+    # contiguous views for the checks of quality.validate_bars
+    block = np.empty((len(BAR_VALUES), len(frame)))
+    for i, c in enumerate(PRICE_COLUMNS):
+        block[i] = _float64(frame[c])
+    if "volume" in frame.columns:
+        volume = _float64(frame["volume"])
+        np.copyto(block[-1], volume)
+        block[-1, np.isnan(volume)] = 0.0  # a missing volume is 0, not a bad bar
+    else:
+        block[-1] = 0.0
+    return pd.DataFrame(block.T, index=index.rename("time"), columns=list(BAR_VALUES), copy=False)
+
+
+def _float64(column: pd.Series) -> np.ndarray:
+    """A column as float64, anything that is not a number (None, NA, text) as NaN."""
+    if column.dtype == np.float64:
+        return column.to_numpy()
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def index_block(bars: pd.DataFrame, baseline: float, rows: int = 4) -> np.ndarray:
