@@ -23,10 +23,10 @@ from psycopg2 import sql
 from scratch import SRC, execute
 
 from bqxdask.calendar import month_bounds, month_range
-from bqxdask.db.connect import connect, qualified
+from bqxdask.db.connect import connect, qualified, table_columns
 from bqxdask.db.schema import feature_table, source_table
 from bqxdask.db.source import copy_out
-from bqxdask.db.writer import BARS_ROW
+from bqxdask.db.writer import BARS_ROW, no_column_statistics
 from bqxdask.plan import warmup_read_rows
 
 #: bytes of a binary COPY stream that are not rows: the 19-byte header and the 2-byte trailer
@@ -77,7 +77,8 @@ class Dump:
 
 
 def create_floor_tables(cur, schema: str, floor_schema: str, done: Sequence[dict]) -> None:
-    """Empty tables LIKE the run's feature tables (same primary key), in ``floor_schema``."""
+    """Empty tables LIKE the run's feature tables (same primary key, and the same per-column
+    statistics targets, which LIKE does not copy), in ``floor_schema``."""
     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(floor_schema)))
     for t in sorted({feature_table(r["family"], r["pair"]) for r in done}):
         cur.execute(
@@ -85,6 +86,7 @@ def create_floor_tables(cur, schema: str, floor_schema: str, done: Sequence[dict
                 qualified(floor_schema, t), qualified(schema, t)
             )
         )
+        no_column_statistics(cur, floor_schema, t, [c for c in table_columns(cur, schema, t) if c != "time"])
 
 
 def dump_unit(conn, cur, schema: str, r: dict, dump_dir: Path) -> Dump:
@@ -146,8 +148,9 @@ def truncate(url: str, schema: str, dumps: Sequence[Dump]) -> None:
 def settle(url: str, schema: str, dumps: Sequence[Dump]) -> None:
     """VACUUM (ANALYZE) the floor's freshly loaded tables, not timed.
 
-    Otherwise the autovacuum they trigger (ANALYZE of 9 wide tables: ~2.7 core-s per 600 MiB,
-    issue 15) runs during whatever is measured next — the run — and is charged to it. The
+    Otherwise the autovacuum they trigger (ANALYZE of the freshly loaded tables: its first
+    read sets every row's hint bits, issue 15) runs during whatever is measured next — the
+    run — and is charged to it. The
     run's own tables are dropped right after it, so they leave nothing behind.
     """
     tables = sorted({d.table for d in dumps})

@@ -142,3 +142,115 @@ def rusage() -> dict[str, float]:
 
 def malloc_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in MALLOC_VARS}
+
+
+class BackendMeter:
+    """PostgreSQL's core-seconds over a span, split by the process that spent them (issue 15).
+
+    A thread samples the CPU time of every child of the postmaster every ``interval`` seconds
+    and names each one from ``pg_stat_activity``: the run's sessions by their
+    ``application_name`` role (``bqxdask/<run>/worker`` → ``worker sessions``), the server's
+    own processes by ``backend_type`` (autovacuum worker, checkpointer, io worker, …). A
+    process that exits between two samples loses what it spent after the last one: that and
+    the postmaster itself are the ``unattributed`` rest of the exact total
+    (:meth:`CpuMeter.postgres`). The meter's own session is counted apart (``meter``).
+    """
+
+    def __init__(self, pg_pid: int, url: str, *, interval: float = 0.05) -> None:
+        self.meter = CpuMeter(pg_pid, [])
+        self.pg = psutil.Process(pg_pid)
+        self.url, self.interval = url, interval
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
+        self.procs: dict[int, psutil.Process] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample, name="backend meter", daemon=True)
+        self.result: dict[str, float] = {}
+
+    def __enter__(self) -> BackendMeter:
+        from bqxdask.db.connect import connect
+
+        self.conn = connect(self.url, autocommit=True, application_name="bqxdask-bench/meter")
+        self.own = self.conn.get_backend_pid()
+        self.total0 = self.meter.postgres()
+        self.read_cpu(first=True)
+        self.name_backends()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.read_cpu()
+        self.name_backends()
+        self.conn.close()
+        time.sleep(0.2)  # the meter's own backend reaped, so that the total holds all of it
+        total = self.meter.postgres() - self.total0
+        out: dict[str, float] = {}
+        for pid, t in self.last.items():
+            name = self.kind.get(pid) or "unnamed"
+            out[name] = out.get(name, 0.0) + t - self.base.get(pid, 0.0)
+        out["unattributed"] = total - sum(out.values())
+        out["total"] = total - out.get("meter", 0.0)
+        self.result = dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def read_cpu(self, *, first: bool = False) -> None:
+        with contextlib.suppress(psutil.Error):
+            for c in self.pg.children():
+                self.procs.setdefault(c.pid, c)
+        for pid, p in list(self.procs.items()):
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                del self.procs[pid]  # exited: its last sample stands
+                continue
+            self.last[pid] = t.user + t.system
+            if first:
+                self.base[pid] = self.last[pid]
+            if pid not in self.kind:
+                self.kind[pid] = _process_title_kind(p)
+
+    def name_backends(self) -> None:
+        with contextlib.suppress(Exception), self.conn.cursor() as cur:
+            cur.execute("SELECT pid, backend_type, application_name FROM pg_stat_activity")
+            for pid, btype, app in cur.fetchall():
+                if pid == self.own:
+                    self.kind[pid] = "meter"
+                elif btype == "client backend":
+                    parts = (app or "").split("/")
+                    role = parts[2] if len(parts) == 3 and parts[0] == "bqxdask" else (app or "unnamed")
+                    self.kind[pid] = f"{role} sessions"
+                else:
+                    self.kind[pid] = btype
+
+    def sample(self) -> None:
+        n = 0
+        while not self.stop.wait(self.interval):
+            self.read_cpu()
+            n += 1
+            if n % 5 == 0 or any(pid not in self.kind or self.kind[pid] == "client" for pid in self.procs):
+                self.name_backends()
+
+
+def _process_title_kind(p: psutil.Process) -> str:
+    """What a server process is, from its title (``postgres: checkpointer``), until
+    ``pg_stat_activity`` says better; a session shows as ``client``."""
+    try:
+        title = " ".join(p.cmdline())
+    except psutil.Error:
+        return "unnamed"
+    for kind in (
+        "autovacuum worker",
+        "autovacuum launcher",
+        "checkpointer",
+        "background writer",
+        "walwriter",
+        "io worker",
+        "logical replication launcher",
+        "startup",
+        "walsummarizer",
+    ):
+        if kind in title:
+            return kind
+    return "client"

@@ -167,18 +167,27 @@ def survey(
 ) -> dict[str, MonthStats]:
     """Row count, first/last time and an order-independent checksum per calendar month in [lo, hi).
 
-    The checksum is computed by the server (``hashtextextended`` of each row's text), so
-    a plan knows which months changed without moving the bars.
+    The checksum is computed by the server (the sum of ``hashtextextended`` of each row's text),
+    so a plan knows which months changed without moving the bars. Each month is aggregated
+    over its own time range (the primary key's index): grouping by ``date_trunc('month', time)``
+    instead made the planner, which cannot estimate that expression, sort every row on disk
+    first — 30 % of the query (issue 15). The values are the same.
     """
     row_text = sql.SQL("concat_ws(',', time, open, high, low, close, {})").format(
         sql.Identifier("volume") if src.has_volume else sql.SQL("0")
     )
+    # sum(bigint) is exact (numeric) like summing each hash cast to numeric, without the casts
     query = sql.SQL(
-        "SELECT to_char(date_trunc('month', time), 'YYYY-MM'), count(*), min(time), max(time),"
-        " sum(hashtextextended({}::text, 0)::numeric)::text"
-        " FROM {} WHERE time >= %s AND time < %s GROUP BY 1 ORDER BY 1"
+        "SELECT to_char(m.start, 'YYYY-MM'), s.n, s.first, s.last, s.checksum"
+        " FROM generate_series(date_trunc('month', %(lo)s::timestamptz), %(hi)s::timestamptz - interval '1 microsecond',"
+        " interval '1 month') AS m(start)"
+        " CROSS JOIN LATERAL (SELECT count(*) AS n, min(time) AS first, max(time) AS last,"
+        " sum(hashtextextended({}::text, 0))::text AS checksum FROM {}"
+        " WHERE time >= greatest(m.start, %(lo)s::timestamptz)"
+        " AND time < least(m.start + interval '1 month', %(hi)s::timestamptz)) AS s"
+        " WHERE s.n > 0 ORDER BY m.start"
     ).format(row_text, qualified(src.schema, src.table))
-    cur.execute(query, (lo, hi))
+    cur.execute(query, {"lo": lo, "hi": hi})
     out = {}
     for month, rows, first, last, checksum in cur.fetchall():
         out[month] = MonthStats(month, int(rows), _utc(first), _utc(last), checksum or "0")
