@@ -213,6 +213,11 @@ def print_where_time_went(r: dict[str, Any]) -> None:
         f"checkpoint per unit, autovacuum that ran meanwhile) vs {fi_cpu:.1f} core-s for floor (b)'s COPY of the "
         f"same rows = {cpu['postgres'] / max(fi_cpu, 1e-9):.2f}×"
     )
+    by_backend = best.get("postgres_by_backend", {})
+    print(
+        "PostgreSQL by process: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in by_backend.items() if k != "total" and abs(v) >= 0.05)
+    )
     if cpu["other"] > 0.1 * cpu["capacity"]:
         print(
             f"NOTE: the machine was busy — other processes took {cpu['other'] / cpu['capacity']:.0%} of it during "

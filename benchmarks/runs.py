@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 from scratch import Bench, write_config
-from timing import CpuMeter, RssSampler, best_of, rusage, timed
+from timing import BackendMeter, CpuMeter, RssSampler, best_of, rusage, timed
 
 from bqxdask.db import database_url, read_url
 from bqxdask.features import registry
@@ -84,7 +84,10 @@ def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_
     meter = CpuMeter(bench.pg.status().pid, dask_pids)
     worker_pids = client.run(os.getpid)
     r0 = client.run(rusage)
-    with RssSampler(worker_pids.values()) if sample_rss else contextlib.nullcontext() as rss:
+    with (
+        RssSampler(worker_pids.values()) if sample_rss else contextlib.nullcontext() as rss,
+        BackendMeter(bench.pg.status().pid, bench.url) as backends,
+    ):
         c0 = meter.snapshot()
         t_run, result = run_once(bench, cfg, client)
         c1 = meter.snapshot()
@@ -96,6 +99,7 @@ def measured_run(bench: Bench, cfg, client, dask_pids: Sequence[int], *, sample_
         "cpu": CpuMeter.delta(c0, c1),
         "workers": workers,
         "result": result,
+        "postgres_by_backend": backends.result,
     }
     if rss is not None:
         out["rss_peak"] = {str(k): v for k, v in rss.peak.items()}
