@@ -9,6 +9,15 @@ run left on the server and on disk. The per-row cost of 28 pairs against 4 pairs
 the run scales linearly; the last lines project 28 pairs × 12 months on 8 workers against a
 separate server from the measured per-row costs.
 
+The cost of a run is the core-seconds of the CLI's process tree (client and workers) and of
+PostgreSQL: unlike wall or unit seconds, they do not grow when another process takes the CPU,
+so they compare on a shared machine. A run costs a fixed part (imports in the client and in
+each worker, cluster start, numba's cache load, TA-Lib's import, the plan) plus a part per bar;
+linear means the cost per *added* bar is the same from 4 to 16 pairs as from 16 to 28 (within
+10 %). The three runs alternate ``--rounds`` times, each into fresh schemas; the verdict is the
+median over rounds. The fixed part (the intercept) is reported, and so is the plain per-bar
+ratio of 28 to 4 pairs, which the fixed part pulls below 1.
+
     .venv/bin/python benchmarks/bench_scale.py [--workers 2] [--month 2024-07] [--dir DIR] [--json FILE]
 
 A report, not a test: exit 0 when the runs completed, whatever the numbers.
@@ -29,9 +38,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 
 import psutil
 from dask.utils import format_bytes, format_time
+from psycopg2 import sql
 from timing import CpuMeter  # benchmarks/ is the script's directory
 
 from bqxdask.config import load_config
@@ -39,7 +50,7 @@ from bqxdask.db.connect import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ROOT / "configs" / "production.toml"
-SMALL = 4
+SIZES = (4, 16, 28)  # pairs per run: linear = the same cost per added bar from 4 to 16 as from 16 to 28
 PROJECT_MONTHS = 12
 PROJECT_WORKERS = 8
 LINEAR_TOLERANCE = 0.10  # per-row cost of 28 pairs within 10 % of 4 pairs
@@ -54,17 +65,29 @@ class Run:
     outputs: int
     tree_core_s: float  # the CLI process and its workers (client + Dask)
     server_core_s: float  # the postmaster and every backend, exited ones included
+    vacuum_core_s: float  # VACUUM (ANALYZE) of the run's tables right after it: the upkeep it leaves
     worker_peak_rss: list[int] = field(default_factory=list)
     server_bytes: int = 0
     parquet_bytes: int = 0
     unit_s: float = 0.0  # the workers' seconds inside units (read, compute, Parquet, COPY, lock)
     rerun_wall: float = 0.0  # the same command again: nothing to do (start-up, plan, checkpoints)
+    rerun_tree_core_s: float = 0.0
+    rerun_server_core_s: float = 0.0
     span: float = 0.0  # from the dashboard line (cluster up) to the last unit's progress line
 
     @property
     def per_bar_us(self) -> float:
         """Wall per bar of the work itself: the span from the cluster being up to the last unit."""
         return 1e6 * self.span / self.bars
+
+    @property
+    def core_s(self) -> float:
+        """Client, workers and server: the run's core-seconds (the VACUUM after it not included)."""
+        return self.tree_core_s + self.server_core_s
+
+    @property
+    def upkeep_core_us_per_bar(self) -> float:
+        return 1e6 * self.vacuum_core_s / self.bars
 
     @property
     def fixed(self) -> float:
@@ -122,6 +145,20 @@ def schema_bytes(url: str, schema: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def vacuum_schema(url: str, schema: str) -> None:
+    """VACUUM (ANALYZE) every table of ``schema``, in a session the server has reaped on return:
+    the upkeep autovacuum would do later for the run's fresh tables, measured on its own."""
+    with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
+        backend = conn.get_backend_pid()
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,))
+        tables = [sql.Identifier(schema, name) for (name,) in cur.fetchall()]
+        if tables:
+            cur.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(tables)))
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(backend) and time.monotonic() < deadline:  # its CPU counts once reaped
+        time.sleep(0.01)
+
+
 def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -153,13 +190,19 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     if proc.returncode != 0 or first is None or last is None:
         raise SystemExit(f"bqxdask features ({len(pairs)} pairs) exited {proc.returncode}:\n{out[-3000:]}")
     after_tree = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_server = server.postgres()
+    vacuum_schema(url, tag)
+    after_vacuum = server.postgres()
     summary = latest_summary(tmp / "runs")
     totals = summary["totals"]
     bars = sum(u["rows"] for u in summary["units"] if u["family"] == summary["families"][0])
+    before_tree_rerun = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_server_rerun = server.postgres()
     t1 = time.perf_counter()
     subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True, timeout=600)
     rerun = time.perf_counter() - t1
-    return Run(
+    after_tree_rerun = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = Run(
         pairs=len(pairs),
         wall=wall,
         bars=bars,
@@ -167,13 +210,28 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
         outputs=int(totals["outputs"]),
         unit_s=sum(u["seconds"] for u in summary["units"]),
         rerun_wall=rerun,
+        rerun_tree_core_s=_core_s(after_tree_rerun) - _core_s(before_tree_rerun),
+        rerun_server_core_s=server.postgres() - before_server_rerun,
         span=last - first,
-        tree_core_s=(after_tree.ru_utime + after_tree.ru_stime) - (before_tree.ru_utime + before_tree.ru_stime),
-        server_core_s=server.postgres() - before_server,
+        tree_core_s=_core_s(after_tree) - _core_s(before_tree),
+        server_core_s=after_server - before_server,
+        vacuum_core_s=after_vacuum - after_server,
         worker_peak_rss=sorted(rss.peak.values(), reverse=True),
         server_bytes=schema_bytes(url, tag),
         parquet_bytes=tree_bytes(tmp / tag),
     )
+    drop_outputs(url, tag, tmp / tag)  # 28 pairs leave ~6 GiB: rounds would fill the disk
+    return run
+
+
+def drop_outputs(url: str, schema: str, parquet: Path) -> None:
+    with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    shutil.rmtree(parquet, ignore_errors=True)
+
+
+def _core_s(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def latest_summary(runs_dir: Path) -> dict:
@@ -181,36 +239,47 @@ def latest_summary(runs_dir: Path) -> dict:
     return json.loads(newest.read_text())
 
 
-def report(runs: Sequence[Run], workers: int, month: str, seed_s: float) -> list[str]:
+def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: float) -> list[str]:
+    """The table of every run, the linearity verdict (median over rounds), the projection."""
+    last = rounds[-1][-1]
     lines = [
-        f"bench_scale: seeded {month}, {runs[-1].pairs} pairs, in {format_time(seed_s)}; "
-        f"configs/production.toml, {workers} workers, the CLI as an operator runs it",
+        f"bench_scale: seeded {month}, {last.pairs} pairs, in {format_time(seed_s)}; "
+        f"configs/production.toml, {workers} workers, the CLI as an operator runs it; {len(rounds)} round(s)",
         "",
-        f"{'pairs':>5} {'bars':>10} {'outputs':>7} {'wall':>8} {'fixed':>6} {'rerun':>6} {'bars/s':>8} {'rows/s':>9} "
-        f"{'µs/bar':>7} {'in units':>9} {'client+workers':>14} {'server':>8} {'peak RSS/worker':>16} {'in PostgreSQL':>13} "
-        f"{'Parquet':>10}",
+        f"{'round':>5} {'pairs':>5} {'bars':>10} {'outputs':>7} {'wall':>8} {'fixed':>6} {'rerun':>6} {'bars/s':>8} "
+        f"{'rows/s':>9} {'µs/bar':>7} {'in units':>9} {'client+workers':>14} {'server':>8} {'vacuum':>7} "
+        f"{'cµs/bar':>8} {'peak RSS/worker':>16} {'in PostgreSQL':>13} {'Parquet':>10}",
     ]
-    for r in runs:
-        lines.append(
-            f"{r.pairs:>5} {r.bars:>10,} {r.outputs:>7} {r.wall:>7.1f}s {r.fixed:>5.1f}s {r.rerun_wall:>5.1f}s "
-            f"{r.bars / r.wall:>8,.0f} {r.rows / r.wall:>9,.0f} {r.per_bar_us:>7.1f} {r.unit_s:>8.1f}s "
-            f"{r.tree_core_s:>12.1f}cs "
-            f"{r.server_core_s:>6.1f}cs {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
-            f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}"
-        )
-    small, big = runs[0], runs[-1]
-    cost = (big.unit_s / big.bars) / (small.unit_s / small.bars)
-    span = big.per_bar_us / small.per_bar_us
-    verdict = "PASS" if abs(cost - 1) <= LINEAR_TOLERANCE else "MISS"
+    for i, runs in enumerate(rounds, start=1):
+        for r in runs:
+            lines.append(
+                f"{i:>5} {r.pairs:>5} {r.bars:>10,} {r.outputs:>7} {r.wall:>7.1f}s {r.fixed:>5.1f}s {r.rerun_wall:>5.1f}s "
+                f"{r.bars / r.wall:>8,.0f} {r.rows / r.wall:>9,.0f} {r.per_bar_us:>7.1f} {r.unit_s:>8.1f}s "
+                f"{r.tree_core_s:>12.1f}cs {r.server_core_s:>6.1f}cs {r.vacuum_core_s:>5.1f}cs "
+                f"{1e6 * r.core_s / r.bars:>8.1f} {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
+                f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}"
+            )
+    low = [_marginal(runs[0], runs[1]) for runs in rounds]
+    high = [_marginal(runs[1], runs[2]) for runs in rounds]
+    ratio = [b / a for a, b in zip(low, high)]
+    intercept = [runs[0].core_s - a * runs[0].bars for a, runs in zip(low, rounds)]
+    plain = [(runs[2].core_s / runs[2].bars) / (runs[0].core_s / runs[0].bars) for runs in rounds]
+    upkeep = [(runs[2].vacuum_core_s / runs[2].bars) / (runs[0].vacuum_core_s / runs[0].bars) for runs in rounds]
+    verdict = "PASS" if abs(median(ratio) - 1) <= LINEAR_TOLERANCE else "MISS"
+    small, mid, big = rounds[-1]
     lines += [
         "",
         "µs/bar = the span from the cluster being up (the dashboard line) to the last unit, per bar; "
         "fixed = the rest of the wall (imports, plan, cluster start and stop, the performance report); "
         "rerun = the same command again with nothing to do; in units = the workers' seconds inside "
-        "units (read, compute, Parquet, COPY, locks); cs = core-seconds",
-        f"{verdict}: per-bar cost (workers' seconds in units per bar), {big.pairs} pairs / {small.pairs} pairs "
-        f"= {cost:.3f} (linear within {LINEAR_TOLERANCE:.0%}: 0.90–1.10); wall span per bar {span:.3f} "
-        f"(below 1: the small run pays each worker's warm-up and the last unit's tail on fewer bars)",
+        "units (read, compute, Parquet, COPY, locks); cs = core-seconds; vacuum = VACUUM (ANALYZE) of the run's "
+        "tables right after it (autovacuum is off on this scratch server, so none of it overlaps a run); "
+        "cµs/bar = core-µs per bar of client, workers and server",
+        f"{verdict}: core-µs per added bar, {mid.pairs}→{big.pairs} pairs / {small.pairs}→{mid.pairs} pairs = "
+        f"{_ratios(ratio)} (linear within {LINEAR_TOLERANCE:.0%}: 0.90–1.10); per added bar "
+        f"{_ratios(low, '.1f')} and {_ratios(high, '.1f')} core-µs; fixed part {_ratios(intercept, '.1f')} core-s",
+        f"plain per-bar cost, {big.pairs} pairs / {small.pairs} pairs: {_ratios(plain)} (the fixed part over fewer bars); "
+        f"the VACUUM per bar {_ratios(upkeep)}",
     ]
     # 8 workers against a separate server: the units' worker-seconds (they include the waits on
     # the server, measured where server and workers share 2 cores, so this errs long) spread over
@@ -229,12 +298,24 @@ def report(runs: Sequence[Run], workers: int, month: str, seed_s: float) -> list
     return lines
 
 
+def _marginal(a: Run, b: Run) -> float:
+    """Core-µs per bar that run ``b`` costs beyond run ``a``."""
+    return 1e6 * (b.core_s - a.core_s) / (b.bars - a.bars)
+
+
+def _ratios(values: Sequence[float], fmt: str = ".3f") -> str:
+    """``median (each round's)``, e.g. ``1.012 (1.01, 1.03)``."""
+    each = ", ".join(f"{v:.2f}" for v in values)
+    return f"{median(values):{fmt}}" + (f" ({each})" if len(values) > 1 else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--month", default="2024-07")
     parser.add_argument("--dir", help="work directory (default: a new temporary one, removed afterwards)")
     parser.add_argument("--json", help="write the measurements here too")
+    parser.add_argument("--rounds", type=int, default=2, help="the three runs, this many times")
     args = parser.parse_args(argv)
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -256,15 +337,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         server = embedded_server(cfg)
         url = server.url
+        with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
+            # autovacuum of one run's tables would otherwise run during the next run and be charged to it
+            cur.execute("ALTER SYSTEM SET autovacuum = off")
+            cur.execute("SELECT pg_reload_conf()")
         meter = CpuMeter(server.status().pid, ())  # PostgreSQL's core-seconds, exited backends included
         t0 = time.perf_counter()
         sh(["seed"], env)
         seed_s = time.perf_counter() - t0
-        runs = [
-            features_run(env, pairs[:SMALL], f"scale{SMALL}", tmp, url, meter),
-            features_run(env, pairs, f"scale{len(pairs)}", tmp, url, meter),
+        rounds = [
+            [features_run(env, pairs[:n], f"scale{n}_{i}", tmp, url, meter) for n in SIZES]
+            for i in range(1, args.rounds + 1)
         ]
-        lines = report(runs, args.workers, args.month, seed_s)
+        lines = report(rounds, args.workers, args.month, seed_s)
         print("\n".join(lines))
         if args.json:
             Path(args.json).write_text(
@@ -273,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "workers": args.workers,
                         "month": args.month,
                         "seed_s": seed_s,
-                        "runs": [asdict(r) for r in runs],
+                        "rounds": [[asdict(r) for r in runs] for runs in rounds],
                         "report": lines,
                     },
                     indent=2,
