@@ -262,7 +262,7 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
     low = [_marginal(runs[0], runs[1]) for runs in rounds]
     high = [_marginal(runs[1], runs[2]) for runs in rounds]
     ratio = [b / a for a, b in zip(low, high)]
-    intercept = [runs[0].core_s - a * runs[0].bars for a, runs in zip(low, rounds)]
+    intercept = [runs[0].core_s - a * 1e-6 * runs[0].bars for a, runs in zip(low, rounds)]  # a: µs per bar
     plain = [(runs[2].core_s / runs[2].bars) / (runs[0].core_s / runs[0].bars) for runs in rounds]
     upkeep = [(runs[2].vacuum_core_s / runs[2].bars) / (runs[0].vacuum_core_s / runs[0].bars) for runs in rounds]
     verdict = "PASS" if abs(median(ratio) - 1) <= LINEAR_TOLERANCE else "MISS"
