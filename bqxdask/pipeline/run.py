@@ -2,7 +2,10 @@
 
 :func:`run_features` is what ``bqxdask features`` calls. The client does the cheap, serial
 part (checks, survey, baselines, checkpoints, DDL: :mod:`.survey`); the workers do the rest,
-one Dask graph (:mod:`.graph`) whose outputs are the (family, pair, month) writes.
+one Dask graph (:mod:`.graph`) whose outputs are the (family, pair, month) writes. A
+LocalCluster of the run starts in the background meanwhile (:class:`.cluster.LocalStart`):
+planning, the graph and the tables do not wait for it, and the first task does not wait for
+the client (issue 15).
 
 A unit that fails is reported with its message and does not stop the others; the exit code is
 non-zero when any did. Re-running finishes the job: valid checkpoints are skipped.
