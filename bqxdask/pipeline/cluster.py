@@ -1,15 +1,33 @@
 """The run's Dask cluster and the connections it may open (SPEC §5, §11).
 
 :func:`cluster` is used by ``features`` and ``select`` alike: the given client, an existing
-scheduler (``cluster.scheduler_address``) or a LocalCluster whose workers get
-:data:`WORKER_ENVIRON`.
+scheduler (``cluster.scheduler_address``) or a LocalCluster (:func:`local_cluster`) whose
+workers get :data:`WORKER_ENVIRON`.
+
+A LocalCluster's start-up is mostly its workers': a Python process each, importing pandas,
+Dask, pyarrow, numba, TA-Lib, then, at their first task, loading the compiled kernels. Two
+things keep that off the run's critical path (issue 15):
+
+* the workers are forked from one ``forkserver`` process that has imported all of it and run
+  every family once (:mod:`bqxdask.pipeline.warm`), so the import is paid once instead of once
+  per worker, the first tasks start warm, and workers leave without a second interpreter
+  shutdown each (``cluster.close`` went from ~1 s to ~0.1 s);
+* :class:`LocalStart` builds the cluster in a background thread, so that the client plans,
+  builds the graph and creates the tables meanwhile; if the plan is ready first, the run says
+  it is waiting (SPEC §11: no silent waits).
+
+The nannies stay: they enforce ``cluster.memory_limit`` (SPEC §5).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import Config
@@ -26,12 +44,140 @@ log = logging.getLogger(__name__)
 #: blocks. Workers of an existing cluster need the same (README: Scaling out).
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": str(64 * 2**20)}
 
+#: where the client's ``bqxdask`` lives, for the forkserver's preload to check that it warms
+#: the same copy (:mod:`bqxdask.pipeline.warm` reads it under this name)
+PACKAGE_ENV = "BQXDASK_PACKAGE_DIR"
+#: what the forkserver imports before it forks the workers
+FORKSERVER_PRELOAD = ("distributed", "bqxdask.pipeline.warm")
+
+
+def worker_settings() -> dict[str, str]:
+    """The Dask settings a LocalCluster of the run starts under.
+
+    ``forkserver`` replaces Dask's default ``spawn`` where the platform has it; a start method
+    configured otherwise (``fork``, ``forkserver``) is left as it is. The pre-spawn variables
+    reach the forkserver: the first nanny sets them before the forkserver is launched.
+    """
+    import dask
+
+    settings = dict(WORKER_ENVIRON)
+    settings[f"distributed.nanny.pre-spawn-environ.{PACKAGE_ENV}"] = str(Path(__file__).resolve().parents[1])
+    method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+    if method == "spawn" and "forkserver" in multiprocessing.get_all_start_methods():
+        settings["distributed.worker.multiprocessing-method"] = "forkserver"
+    return settings
+
+
+def local_cluster(cfg: Config) -> Any:
+    """``distributed.LocalCluster(n_workers, threads_per_worker, memory_limit)`` from ``cluster.*``."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.utils import get_mp_context
+
+    with dask.config.set(worker_settings()):
+        ctx = get_mp_context()
+        if dask.config.get("distributed.worker.multiprocessing-method") == "forkserver":
+            # after Dask's own get_mp_context, which sets its preload list once per process
+            ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+        return LocalCluster(
+            n_workers=cfg.cluster.n_workers,
+            threads_per_worker=cfg.cluster.threads_per_worker,
+            memory_limit=cfg.cluster.memory_limit,
+            dashboard_address=cfg.cluster.dashboard_address,
+            # a failing task's "Compute Failed … Traceback" is the run's to tell, in one line (the
+            # traceback goes to run.log): the workers' own log stays quiet below CRITICAL
+            processes=True,
+            silence_logs=logging.CRITICAL,
+        )
+
+
+class LocalStart:
+    """A LocalCluster and its client, started in a background thread (issue 15, SPEC §5, §11).
+
+    :meth:`wait` returns the client once the workers are up, saying so on ``out`` if it has to
+    wait; a start that failed is raised there as one :class:`~bqxdask.errors.BqxError` line.
+    :meth:`close` closes whatever started (and waits for a start still under way).
+    """
+
+    def __init__(self, cfg: Config, *, make: Callable[[Config], Any] | None = None) -> None:
+        self.cfg = cfg
+        self._make = make or local_cluster
+        self.local: Any = None
+        self.client: Any = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._t0 = time.monotonic()
+        self._closed = False
+        # a daemon: a second Ctrl-C while a start hangs still ends the process (the workers
+        # follow their parent out)
+        self._thread = threading.Thread(target=self._start, name="bqxdask LocalCluster start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            from distributed import Client
+
+            self.local = self._make(self.cfg)
+            self.client = Client(self.local)
+        except BaseException as exc:  # handed to the thread that waits
+            self.error = exc
+        self.seconds = time.monotonic() - self._t0
+
+    @property
+    def started(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, out: TextIO | None = None) -> Any:
+        """The client, once the cluster is up; on ``out`` a line if the caller has to wait for it."""
+        if self._thread.is_alive():
+            if out is not None:
+                out.write(f"Dask: the LocalCluster ({workers(self.cfg)}) is still starting; waiting for it\n")
+                out.flush()
+            t = time.monotonic()
+            self._thread.join()
+            log.info("waited %.2f s for the LocalCluster to start", time.monotonic() - t)
+        if self.error is not None:
+            raise start_failed(self.cfg, self.error) from None
+        log.info("LocalCluster up %.2f s after its start was requested", self.seconds)
+        return self.client
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._thread.join()
+        if self.client is not None:
+            self.client.close()
+        if self.local is not None:
+            self.local.close()
+
+
+def workers(cfg: Config) -> str:
+    n = cfg.cluster.n_workers
+    return f"{n} worker{'' if n == 1 else 's'}"
+
+
+def start_failed(cfg: Config, exc: BaseException) -> BqxError:
+    """One line for a LocalCluster that did not start; the traceback goes to the run log."""
+    log.debug("LocalCluster start failed", exc_info=(type(exc), exc, exc.__traceback__))
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return BqxError(
+        f"the Dask LocalCluster ({workers(cfg)} × {cfg.cluster.memory_limit}) did not start: "
+        f"{type(exc).__name__}{': ' + text if text else ''} (details in the run log); fix: check cluster.n_workers, "
+        "cluster.memory_limit and cluster.dashboard_address against this machine, or give --scheduler"
+    )
+
 
 @contextlib.contextmanager
-def cluster(cfg: Config, client: Any, out: TextIO) -> Iterator[tuple[Any, str | None]]:
-    """Yield (client, dashboard URL): the given client, an existing scheduler, or a LocalCluster."""
+def cluster(
+    cfg: Config, client: Any, out: TextIO, starting: LocalStart | None = None
+) -> Iterator[tuple[Any, str | None]]:
+    """Yield (client, dashboard URL): the given client, an existing scheduler, or a LocalCluster.
+
+    ``starting``: the LocalCluster, already starting (:class:`LocalStart`); closed at the end.
+    """
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if client is not None:
         link = dashboard_link(client)
@@ -57,29 +203,19 @@ def cluster(cfg: Config, client: Any, out: TextIO) -> Iterator[tuple[Any, str | 
         finally:
             c.close()
         return
-    with dask.config.set(WORKER_ENVIRON):
-        local = LocalCluster(
-            n_workers=cfg.cluster.n_workers,
-            threads_per_worker=cfg.cluster.threads_per_worker,
-            memory_limit=cfg.cluster.memory_limit,
-            dashboard_address=cfg.cluster.dashboard_address,
-            # a failing task's "Compute Failed … Traceback" is the run's to tell, in one line (the
-            # traceback goes to run.log): the workers' own log stays quiet below CRITICAL
-            processes=True,
-            silence_logs=logging.CRITICAL,
-        )
-    c = Client(local)
+    start = starting if starting is not None else LocalStart(cfg)
     try:
+        # a caller that started the cluster early has done other work meanwhile: it hears if it waits
+        c = start.wait(out if starting is not None else None)
         link = dashboard_link(c)
         out.write(
-            f"Dask dashboard: {link}  ({cfg.cluster.n_workers} workers × {cfg.cluster.threads_per_worker} "
+            f"Dask dashboard: {link}  ({workers(cfg)} × {cfg.cluster.threads_per_worker} "
             f"thread, {cfg.cluster.memory_limit} each)\n"
         )
         out.flush()
         yield c, link
     finally:
-        c.close()
-        local.close()
+        start.close()
 
 
 def dashboard_link(client: Any) -> str | None:

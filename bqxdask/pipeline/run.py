@@ -2,7 +2,10 @@
 
 :func:`run_features` is what ``bqxdask features`` calls. The client does the cheap, serial
 part (checks, survey, baselines, checkpoints, DDL: :mod:`.survey`); the workers do the rest,
-one Dask graph (:mod:`.graph`) whose outputs are the (family, pair, month) writes.
+one Dask graph (:mod:`.graph`) whose outputs are the (family, pair, month) writes. A
+LocalCluster of the run starts in the background meanwhile (:class:`.cluster.LocalStart`):
+planning, the graph and the tables do not wait for it, and the first task does not wait for
+the client (issue 15).
 
 A unit that fails is reported with its message and does not stop the others; the exit code is
 non-zero when any did. Re-running finishes the job: valid checkpoints are skipped.
@@ -34,7 +37,7 @@ from ..outputs import parquet
 from ..outputs.locations import check_output_locations
 from ..plan import Plan
 from ..results import Status, UnitResult
-from .cluster import check_connection_budget, cluster
+from .cluster import LocalStart, check_connection_budget, cluster
 from .dryrun import format_plan
 from .graph import unit_outputs
 from .progress import Progress, format_summary, summary_rows
@@ -112,6 +115,34 @@ def run_features(
     log.info("bqxdask %s run %s on %s", __version__, run_id, describe(url))
     t_start = time.perf_counter()
 
+    # the LocalCluster starts while the client plans, builds the graph and creates the tables
+    starting = LocalStart(cfg) if not dry_run and client is None and not cfg.cluster.scheduler_address else None
+    try:
+        result = plan_and_execute(cfg, fams, run_id, run_dir, url, rurl, full_refresh, dry_run, out, client, starting)
+    finally:
+        if starting is not None:
+            starting.close()  # a plan with nothing to do, or an error: the workers go as well
+    if dry_run:
+        return result
+    result.wall_seconds = time.perf_counter() - t_start
+    finish(cfg, result, out, url)
+    return result
+
+
+def plan_and_execute(
+    cfg: Config,
+    fams: tuple[str, ...],
+    run_id: str,
+    run_dir: Path | None,
+    url: str,
+    rurl: str,
+    full_refresh: bool,
+    dry_run: bool,
+    out: TextIO,
+    client: Any,
+    starting: LocalStart | None,
+) -> RunResult:
+    """Plan; then, if there is work, the graph and the tables, and the graph run on the cluster."""
     plan, sources, extras = plan_run(cfg, url, rurl, fams, run_id, full_refresh, dry_run)
     for warning in plan.warnings:
         log.warning(warning)
@@ -130,28 +161,31 @@ def run_features(
         result.failures.append(msg)
         result.results.extend(UnitResult(f, u.pair, u.month, Status.EMPTY, {"error": msg}) for f in u.todo)
     work = [u for u in plan.units if u.todo and u.rows > 0]
-    if work:
-        specs = {u.key: unit_spec(cfg, url, rurl, plan, sources[u.pair], u, result.started_at) for u in work}
-        if client is None and not cfg.cluster.scheduler_address:
-            check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
-        with cluster(cfg, client, out) as (dask_client, dashboard):
-            if client is not None or cfg.cluster.scheduler_address:
-                check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
-            if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
-                from ..readiness.probes import require_workers_ready
+    if not work:
+        return result
+    specs = {u.key: unit_spec(cfg, url, rurl, plan, sources[u.pair], u, result.started_at) for u in work}
+    if client is None and not cfg.cluster.scheduler_address:
+        check_connection_budget(cfg, url, rurl, cfg.cluster.n_workers)
+    graph = unit_outputs(plan, work, specs)
+    if starting is not None:  # no worker is needed for the tables: create them while it starts
+        prepare_outputs(cfg, url, plan, work)
+    with cluster(cfg, client, out, starting) as (dask_client, dashboard):
+        if client is not None or cfg.cluster.scheduler_address:
+            check_connection_budget(cfg, url, rurl, len(dask_client.scheduler_info()["workers"]))
+        if cfg.cluster.scheduler_address:  # workers elsewhere: do they reach what this client reaches? (§11)
+            from ..readiness.probes import require_workers_ready
 
-                require_workers_ready(
-                    dask_client,
-                    url,
-                    cfg.output.parquet_dir if cfg.output.write_parquet else None,
-                    read_url=cfg.database.read_url,
-                    application_name=application_name(run_id, "worker"),
-                )
+            require_workers_ready(
+                dask_client,
+                url,
+                cfg.output.parquet_dir if cfg.output.write_parquet else None,
+                read_url=cfg.database.read_url,
+                application_name=application_name(run_id, "worker"),
+            )
+        if starting is None:
             prepare_outputs(cfg, url, plan, work)
-            result.dashboard = dashboard
-            execute(dask_client, cfg, url, plan, work, specs, result, run_dir, out)
-    result.wall_seconds = time.perf_counter() - t_start
-    finish(cfg, result, out, url)
+        result.dashboard = dashboard
+        execute(dask_client, cfg, url, plan, graph, result, run_dir, out)
     return result
 
 
@@ -218,16 +252,16 @@ def execute(
     cfg: Config,
     url: str,
     plan: Plan,
-    work: Sequence,
-    specs: dict[str, UnitSpec],
+    graph: tuple[list, list[tuple[str, str, str]]],
     result: RunResult,
     run_dir: Path | None,
     out: TextIO,
 ) -> None:
-    """Compute the graph's outputs, one (family, pair, month) write each, reporting as they end."""
+    """Compute the graph's outputs (:func:`.graph.unit_outputs`), one (family, pair, month) write
+    each, reporting as they end."""
     from distributed import as_completed, performance_report
 
-    outputs, labels = unit_outputs(plan, work, specs)
+    outputs, labels = graph
     report = run_dir / "dask-performance-report.html" if run_dir is not None else None
     progress = Progress(len(outputs), stream=sys.stderr if out is sys.stdout else out)
     watch = RunWatch(

@@ -1,0 +1,193 @@
+"""The run's LocalCluster: started while the client plans, workers forked warm (issue 15, SPEC §5, §10, §11).
+
+Real LocalClusters, a real PostgreSQL for the run through the CLI. What is checked:
+
+- the workers are what SPEC §5 asks (``n_workers`` × ``threads_per_worker``, each under a
+  nanny that enforces ``memory_limit``), got the malloc environment, and start with the run's
+  modules and kernels loaded from the client's own copy of ``bqxdask``;
+- a caller that started the cluster early and is ready first is told it waits (SPEC §11), and
+  the dashboard URL, on loopback (SPEC §10), comes before any unit;
+- a cluster that cannot start is one line naming the cluster and the fix, the traceback in the
+  run log (SPEC §7);
+- the preload warms only the client's copy of ``bqxdask``, and forgets a different one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from dbutil import load_bars
+
+import bqxdask
+from bqxdask.config import build_config
+from bqxdask.errors import BqxError
+from bqxdask.pipeline import cluster as cluster_mod
+from bqxdask.pipeline.cluster import PACKAGE_ENV, LocalStart, cluster, local_cluster
+from bqxdask.testing import eurusd
+
+PACKAGE_DIR = str(Path(bqxdask.__file__).resolve().parent)
+
+
+def _cfg(workers: int = 2, memory: str = "1GiB"):
+    return build_config(
+        {"cluster": {"n_workers": workers, "memory_limit": memory, "dashboard_address": "127.0.0.1:0"}}, source="test"
+    )
+
+
+def _worker_state() -> dict:
+    import bqxdask as pkg
+
+    return {
+        "package": str(Path(pkg.__file__).resolve().parent),
+        "warm": "bqxdask.pipeline.warm" in sys.modules,
+        "tasks": "bqxdask.pipeline.tasks" in sys.modules,
+        "top_pad": os.environ.get("MALLOC_TOP_PAD_"),
+    }
+
+
+def test_workers_are_the_configured_ones_under_nannies_and_start_warm():
+    cfg = _cfg(workers=2, memory="1GiB")
+    out = io.StringIO()
+    with cluster(cfg, None, out) as (client, link):
+        info = client.scheduler_info()["workers"]
+        states = client.run(_worker_state)
+    assert out.getvalue().startswith(f"Dask dashboard: {link}  (2 workers × 1 thread, 1GiB each)")
+    assert link.startswith("http://127.0.0.1:")  # loopback (SPEC §10)
+    assert len(info) == 2
+    for w in info.values():
+        assert w["nthreads"] == 1
+        assert w["memory_limit"] == 2**30
+        assert w["nanny"], "each worker runs under a nanny (it enforces memory_limit)"
+    for state in states.values():
+        assert state["package"] == PACKAGE_DIR
+        assert state["top_pad"] == cluster_mod.WORKER_ENVIRON["distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_"]
+        if "forkserver" in cluster_mod.multiprocessing.get_all_start_methods():
+            assert state["warm"] and state["tasks"], "the workers were forked after the warm-up"
+
+
+class _Lines(io.StringIO):
+    """Records writes; ``waiting`` is set when the 'still starting' line is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def write(self, text: str) -> int:
+        if "still starting" in text:
+            self.waiting.set()
+        return super().write(text)
+
+
+def test_a_caller_ready_first_is_told_it_waits_then_gets_the_dashboard():
+    cfg = _cfg(workers=1)
+    gate = threading.Event()
+
+    def gated(c):  # the real cluster, once the test has seen the caller wait for it
+        assert gate.wait(300)
+        return local_cluster(c)
+
+    start = LocalStart(cfg, make=gated)
+    out = _Lines()
+    seen: dict = {}
+
+    def caller() -> None:
+        with cluster(cfg, None, out, start) as (client, link):
+            seen["workers"] = len(client.scheduler_info()["workers"])
+            seen["link"] = link
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        assert out.waiting.wait(300), out.getvalue()
+    finally:
+        gate.set()
+        thread.join(300)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Dask: the LocalCluster (1 worker) is still starting; waiting for it"
+    assert lines[1].startswith(f"Dask dashboard: {seen['link']}  (1 worker × 1 thread")
+    assert seen["workers"] == 1
+    assert start.local is not None and start.local.status.name == "closed"
+
+
+def test_a_start_that_failed_is_one_line_naming_the_cluster_and_the_fix():
+    cfg = _cfg(workers=1)
+
+    def broken(c):
+        raise RuntimeError("Nanny failed to start.\nsecond line")
+
+    start = LocalStart(cfg, make=broken)
+    try:
+        start.wait(io.StringIO())
+    except BqxError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a failed start was not raised")
+    finally:
+        start.close()
+    assert "\n" not in message
+    assert message.startswith("the Dask LocalCluster (1 worker × 1GiB) did not start: RuntimeError: Nanny failed")
+    assert "fix:" in message
+
+
+def test_the_cli_reports_a_cluster_that_cannot_start_in_one_line(tmp_path, pg_url):
+    load_bars(pg_url, "src_start", "eurusd", eurusd(1).iloc[:2000])
+    cfg = tmp_path / "test.toml"
+    cfg.write_text(
+        '[database]\nsource_schema = "src_start"\noutput_schema = "out_start"\n'
+        '[cluster]\nn_workers = 1\nmemory_limit = "1GiB"\ndashboard_address = "127.0.0.1:0"\n'
+        '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
+        '[families]\nenabled = ["bqx"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    # a worker preload that does not exist: Dask's workers cannot start (the real failure)
+    env.update(BQX_DATABASE_URL=pg_url, DASK_DISTRIBUTED__WORKER__PRELOAD='["bqxdask_no_such_preload"]')
+    proc = subprocess.run(
+        [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: the Dask LocalCluster (1 worker × 1GiB) did not start"), errors[0]
+    assert "fix:" in errors[0]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "Traceback" in (run_dir / "run.log").read_text()
+    assert not (tmp_path / "data").exists()  # no unit ran
+
+
+def _import_warm(package_dir: str) -> tuple[str, str]:
+    """Import the preload in a fresh process naming ``package_dir`` as the client's; what is
+    loaded there, and in a process forked from it."""
+    code = (
+        "import multiprocessing, sys\n"
+        "import bqxdask.pipeline.warm\n"
+        "def loaded():\n"
+        "    return sorted(m for m in ('bqxdask', 'bqxdask.pipeline.tasks', 'numba') if m in sys.modules)\n"
+        "def child():\n"
+        "    print(loaded(), flush=True)\n"
+        "print(loaded(), flush=True)\n"
+        "p = multiprocessing.get_context('fork').Process(target=child)\n"
+        "p.start(); p.join()\n"
+    )
+    env = dict(os.environ, **{PACKAGE_ENV: package_dir})
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    here, forked = proc.stdout.strip().splitlines()
+    return here, forked
+
+
+def test_the_preload_warms_the_clients_bqxdask_and_forgets_another(tmp_path):
+    warm = "['bqxdask', 'bqxdask.pipeline.tasks', 'numba']"
+    assert _import_warm(PACKAGE_DIR) == (warm, warm)
+    # not the client's copy: nothing warmed, and a forked child starts without it
+    assert _import_warm(str(tmp_path)) == ("['bqxdask']", "[]")
