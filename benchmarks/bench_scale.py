@@ -127,8 +127,8 @@ class PeakRss:
                 return
             for child in children:
                 try:
-                    if "multiprocessing" not in " ".join(child.cmdline()):
-                        continue  # workers are spawned processes; skip a resource tracker
+                    if "multiprocessing" not in " ".join(child.cmdline()) or child.children():
+                        continue  # workers are spawned or forked processes; not the forkserver, their parent
                     self.peak[child.pid] = max(self.peak.get(child.pid, 0), child.memory_info().rss)
                 except psutil.Error:
                     continue
