@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import threading
 
 import numpy as np
 
@@ -64,8 +65,8 @@ COMPENSATED_DEGREE = 3
 
 
 @functools.cache
-def _compiled():
-    """The compiled kernel: numba imported and its on-disk cache loaded (or filled), once."""
+def _jit():
+    """The compiled kernels' module: numba imported and its on-disk cache loaded (or filled), once."""
     try:
         from . import _reg_jit
     except RuntimeError:  # numba found no writable cache directory (read-only install, no home)
@@ -73,7 +74,18 @@ def _compiled():
 
         numba.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"bqxdask-numba-{os.getuid()}")
         from . import _reg_jit
-    return _reg_jit.fit_rows
+    return _reg_jit
+
+
+_scratch = threading.local()
+
+
+def _work_space(size: int) -> np.ndarray:
+    """This thread's scratch for the compiled kernel, allocated once and reused by every call."""
+    space = getattr(_scratch, "space", None)
+    if space is None or len(space) != size:
+        space = _scratch.space = np.empty(size)
+    return space
 
 
 def _padded(y: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -127,7 +139,8 @@ def _float64_pass(y: np.ndarray, w: int, degree: int, table: np.ndarray) -> tupl
     flags = np.zeros(len(y), dtype=np.uint8)
     if len(y) >= w:
         c = gram_constants(w, degree)
-        _compiled()(
+        jit = _jit()
+        jit.fit_rows(
             y,
             w,
             degree,
@@ -141,5 +154,6 @@ def _float64_pass(y: np.ndarray, w: int, degree: int, table: np.ndarray) -> tupl
             BUDGET,
             table,
             flags,
+            _work_space(jit.SCRATCH_SIZE),
         )
     return dict(zip(names, table)), np.flatnonzero(flags)

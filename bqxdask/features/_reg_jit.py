@@ -23,8 +23,9 @@ import numpy as np
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-#: rows per chunk: the scratch (N_FIELDS × FIELD values) stays in L2
-CHUNK = 1024
+#: rows per chunk: the scratch (N_FIELDS × FIELD values, 37 KiB) stays in L1/L2; larger chunks (1024) ran
+#: 10-20 ms for the ten default windows depending on where the scratch fell, 128 ran 10-14
+CHUNK = 128
 #: the distance of two scratch fields: not a multiple of 4 KiB, so that the fields of one row
 #: do not compete for one L1 cache set (a power-of-two distance made pass B 6× slower)
 FIELD = CHUNK + 40
@@ -36,6 +37,9 @@ SSE_BAD = 14  # 1 where the bounds on W·SSE fail, else 0
 POSITIVE = 15  # 1 where W·SST > 0, else 0
 OUT = 16  # the outputs in output_names order (at most 12)
 N_FIELDS = OUT + 12
+#: float64 values of the scratch :func:`fit_rows` takes (allocated by the caller, once per
+#: thread: allocated per call, its fresh pages made ten windows 1.5× slower)
+SCRATCH_SIZE = N_FIELDS * FIELD
 #: the constants of one (W, degree) that pass B reads, in :func:`_constants` order
 N_CONST = 34
 
@@ -275,13 +279,14 @@ def _check(scr, c0, lo, c_end, w, d, bcoef, scale, seen, n_seen, flags):
 
 
 @numba.njit(**_JIT)
-def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono, budget, out, flags):
+def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono, budget, out, flags, scr):
     """Fill ``out[:, W−1:]`` (rows in :func:`output_names` order) and ``flags`` (1: redo the row).
 
     ``norm_w[k]`` is ``W/N_k``, ``inv_norm[k]`` ``1/N_k``; ``at_last``, ``at_next``,
     ``slope_last`` the values of P_k at i = W−1, at i = W and ``dP_k/di`` at i = W−1;
     ``mono[k, p]`` the coefficient of i**p in P_k; ``budget`` the relative errors accepted,
-    see :data:`._reg_fast.BUDGET`; ``comp``: compensated sums. ``flags`` starts all 0.
+    see :data:`._reg_fast.BUDGET`; ``comp``: compensated sums. ``flags`` starts all 0;
+    ``scr`` is :data:`SCRATCH_SIZE` float64 values of work space, contents irrelevant.
     """
     n = y.shape[0]
     wf = float(w)
@@ -291,7 +296,6 @@ def fit_rows(y, w, d, comp, norm_w, inv_norm, at_last, at_next, slope_last, mono
     c = _constants(w, unit, norm_w, inv_norm, at_last, at_next, slope_last, mono, budget)
     suffix = np.zeros((5, w))
     state = np.zeros(11)
-    scr = np.empty(N_FIELDS * FIELD)
     scale = np.zeros(4)
     seen = np.zeros(4)
     n_seen = 0
