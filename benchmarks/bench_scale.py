@@ -9,7 +9,7 @@ run left on the server and on disk. The per-row cost of 28 pairs against 4 pairs
 the run scales linearly; the last lines project 28 pairs × 12 months on 8 workers against a
 separate server from the measured per-row costs.
 
-The cost of a run is the core-seconds of the CLI's process tree (client and workers) and of
+The cost of a run is the core-seconds of the CLI's process tree (client, forkserver, workers) and of
 PostgreSQL: unlike wall or unit seconds, they do not grow when another process takes the CPU,
 so they compare on a shared machine. A run costs a fixed part (imports in the client and in
 each worker, cluster start, numba's cache load, TA-Lib's import, the plan) plus a part per bar;
@@ -63,7 +63,7 @@ class Run:
     bars: int
     rows: int
     outputs: int
-    tree_core_s: float  # the CLI process and its workers (client + Dask)
+    tree_core_s: float  # the CLI process, the forkserver and the workers (client + Dask), sampled
     server_core_s: float  # the postmaster and every backend, exited ones included
     vacuum_core_s: float  # VACUUM (ANALYZE) of the run's tables right after it: the upkeep it leaves
     worker_peak_rss: list[int] = field(default_factory=list)
@@ -109,15 +109,26 @@ def sh(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 3600) ->
     return proc.stdout
 
 
-class PeakRss:
-    """Peak RSS of each child process of ``pid`` (the LocalCluster's workers), sampled in a thread."""
+class TreeSampler:
+    """The CLI's process tree, sampled in a thread: the peak RSS of each worker and the
+    core-seconds of every process in the tree (the CLI, the forkserver, the workers).
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    The workers are forked by a forkserver that does not wait for them, so their CPU never
+    reaches this process's ``RUSAGE_CHILDREN``: each process is counted at its last sample
+    (within ``interval`` of its exit, when it is idle).
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.parent = psutil.Process(pid)
         self.peak: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
         self.interval = interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    @property
+    def core_s(self) -> float:
+        return sum(self.cpu.values())
 
     def sample(self) -> None:
         while not self.stop.is_set():
@@ -125,11 +136,14 @@ class PeakRss:
                 children = self.parent.children(recursive=True)
             except psutil.Error:
                 return
-            for child in children:
+            for proc in (self.parent, *children):
                 try:
-                    if "multiprocessing" not in " ".join(child.cmdline()) or child.children():
-                        continue  # workers are spawned or forked processes; not the forkserver, their parent
-                    self.peak[child.pid] = max(self.peak.get(child.pid, 0), child.memory_info().rss)
+                    with proc.oneshot():
+                        times = proc.cpu_times()
+                        self.cpu[proc.pid] = times.user + times.system  # its own, not its waited children's
+                        if proc is self.parent or "multiprocessing" not in " ".join(proc.cmdline()) or proc.children():
+                            continue  # the workers: spawned or forked processes, not the forkserver, their parent
+                        self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), proc.memory_info().rss)
                 except psutil.Error:
                     continue
             self.stop.wait(self.interval)
@@ -167,12 +181,11 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
-    before_tree = resource.getrusage(resource.RUSAGE_CHILDREN)
     before_server = server.postgres()
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "bqxdask", "features", "--pairs", ",".join(pairs)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    rss = PeakRss(proc.pid)
+    rss = TreeSampler(proc.pid)
     rss.thread.start()
     lines, first, last = [], None, None
     for line in proc.stdout:  # the console as the operator sees it, each line stamped on arrival
@@ -189,7 +202,6 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     rss.thread.join()
     if proc.returncode != 0 or first is None or last is None:
         raise SystemExit(f"bqxdask features ({len(pairs)} pairs) exited {proc.returncode}:\n{out[-3000:]}")
-    after_tree = resource.getrusage(resource.RUSAGE_CHILDREN)
     after_server = server.postgres()
     vacuum_schema(url, tag)
     after_vacuum = server.postgres()
@@ -213,7 +225,7 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
         rerun_tree_core_s=_core_s(after_tree_rerun) - _core_s(before_tree_rerun),
         rerun_server_core_s=server.postgres() - before_server_rerun,
         span=last - first,
-        tree_core_s=_core_s(after_tree) - _core_s(before_tree),
+        tree_core_s=rss.core_s,
         server_core_s=after_server - before_server,
         vacuum_core_s=after_vacuum - after_server,
         worker_peak_rss=sorted(rss.peak.values(), reverse=True),
