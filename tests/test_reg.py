@@ -376,6 +376,24 @@ def test_rows_depend_only_on_the_past():
         assert not np.allclose(before_cut[6000:], moved[6000:], equal_nan=True), fam
 
 
+def test_threads_at_once_get_what_one_thread_gets():
+    """The compiled kernel releases the GIL and works in a per-thread scratch: fits running in
+    several threads at once (a Dask worker with threads_per_worker > 1) equal the same fits run
+    one after another, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.ascontiguousarray(compute_features(eurusd(1), ["bqx"])["bqx"]["rate_index"].to_numpy())
+    jobs = [(x[start:], window, degree) for start in (0, 1, 333) for window, degree in ((15, 2), (240, 3), (630, 1))]
+    alone = [reg.reg(y, windows=(w,), degree=d) for y, w, d in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda job: reg.reg(job[0], windows=(job[1],), degree=job[2]), jobs * 3))
+    for i, got in enumerate(together):
+        expected = alone[i % len(jobs)]
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert np.array_equal(got[name], expected[name], equal_nan=True), (i, name)
+
+
 @pytest.mark.parametrize("n_bars", [1, 10, 100])
 def test_short_series_gives_nan_rows_not_errors(n_bars):
     bars = eurusd(1).iloc[:n_bars]
