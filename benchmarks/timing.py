@@ -18,6 +18,8 @@ from typing import Any
 
 import psutil
 
+from bqxdask.db.connect import parse_application_name
+
 #: the allocator variables Dask's Nannies set in the workers' environment (issue 15)
 MALLOC_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_")
 
@@ -218,9 +220,8 @@ class BackendMeter:
                 if pid == self.own:
                     self.kind[pid] = "meter"
                 elif btype == "client backend":
-                    parts = (app or "").split("/")
-                    role = parts[2] if len(parts) == 3 and parts[0] == "bqxdask" else (app or "unnamed")
-                    self.kind[pid] = f"{role} sessions"
+                    run = parse_application_name(app)
+                    self.kind[pid] = f"{run[1] if run else (app or 'unnamed')} sessions"
                 else:
                     self.kind[pid] = btype
 

@@ -45,6 +45,12 @@ def application_name(run_id: str | None, role: str) -> str:
     return name.encode()[:MAX_APPLICATION_NAME].decode(errors="ignore")
 
 
+def parse_application_name(name: str | None) -> tuple[str, str] | None:
+    """``(run_id, role)`` of a run's ``bqxdask/<run_id>/<role>`` (:func:`application_name`), else None."""
+    parts = (name or "").split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "bqxdask" else None
+
+
 def identify(run_id: str | None, role: str, *, connect_timeout: int | None = None) -> None:
     """Name this process's connections from now on (the client and each worker call it once per run)."""
     _identity["application_name"] = application_name(run_id, role)

@@ -30,7 +30,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from ..errors import BqxError
-from .connect import connect, qualified
+from .connect import connect, parse_application_name, qualified
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,10 @@ def register_run(cur: psycopg2.extensions.cursor, schema: str, run_id: str) -> N
 
 def run_of(cur: psycopg2.extensions.cursor, schema: str, application: str | None) -> RunInfo | None:
     """The bqxdask run behind an ``application_name`` such as ``bqxdask/<run_id>/worker``."""
-    parts = (application or "").split("/")
-    if len(parts) != 3 or parts[0] != "bqxdask":
+    parsed = parse_application_name(application)
+    if parsed is None:
         return None
-    run_id = parts[1]
+    run_id = parsed[0]
     cur.execute("SAVEPOINT bqx_run_of")  # a missing runs table (an older schema) must not abort the caller
     try:
         cur.execute(sql.SQL("SELECT host, pid FROM {} WHERE run_id = %s").format(qualified(schema, "runs")), (run_id,))
