@@ -191,3 +191,62 @@ def test_the_preload_warms_the_clients_bqxdask_and_forgets_another(tmp_path):
     assert _import_warm(PACKAGE_DIR) == (warm, warm)
     # not the client's copy: nothing warmed, and a forked child starts without it
     assert _import_warm(str(tmp_path)) == ("['bqxdask']", "[]")
+
+
+_FRESH_START = """
+import json, os, sys, threading
+import psutil
+from bqxdask.config import build_config
+from bqxdask.pipeline.cluster import LocalStart, local_cluster
+
+KEYS = ("MALLOC_TOP_PAD_", "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "BQXDASK_PACKAGE_DIR")
+cfg = build_config(
+    {"cluster": {"n_workers": 1, "memory_limit": "1GiB", "dashboard_address": "127.0.0.1:0"}}, source="test"
+)
+gate = threading.Event()
+
+def gated(c):
+    assert gate.wait(300)
+    return local_cluster(c)
+
+def launched():
+    return [p for p in psutil.Process().children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+
+before = launched()
+start = LocalStart(cfg, make=gated)
+servers = launched()  # the cluster's start is still held at the gate
+server_env = {k: servers[0].environ().get(k) for k in KEYS} if servers else {}
+gate.set()
+client = start.wait()
+worker = next(iter(client.run(lambda: {"parent": psutil.Process().ppid(), **{k: os.environ.get(k) for k in KEYS}}).values()))
+interval = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["stealing"].callback_time)
+start.close()
+print(json.dumps({"before": len(before), "servers": [p.pid for p in servers], "server_env": server_env,
+                  "worker": worker, "stealing_ms": interval}))
+"""
+
+
+def test_the_forkserver_is_launched_before_the_cluster_with_the_nannies_environment():
+    """LocalStart launches the workers' forkserver itself, before the cluster's start: under
+    the variables a nanny would have set (its own MALLOC_* and PYTHONHASHSEED, Dask's, the
+    client's package), and the workers are forked from that server. The scheduler balances
+    every 100 ms instead of Dask's 1 s. In a fresh interpreter: no forkserver runs yet there."""
+    if "forkserver" not in cluster_mod.multiprocessing.get_all_start_methods():
+        return  # spawn: nothing is launched ahead (the other tests cover the start itself)
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_TOP_PAD_", "PYTHONHASHSEED")}
+    proc = subprocess.run([sys.executable, "-c", _FRESH_START], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    assert got["before"] == 0
+    assert len(got["servers"]) == 1, "the forkserver runs before the cluster starts"
+    expected = {
+        "MALLOC_TOP_PAD_": cluster_mod.WORKER_ENVIRON["distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_"],
+        "MALLOC_TRIM_THRESHOLD_": "65536",  # Dask's own pre-spawn variable
+        "PYTHONHASHSEED": "6640",  # the nanny's fixed seed (dask/distributed#8400)
+        "BQXDASK_PACKAGE_DIR": PACKAGE_DIR,
+    }
+    assert got["server_env"] == expected
+    worker = got["worker"]
+    assert worker.pop("parent") == got["servers"][0], "the worker was forked from that forkserver"
+    assert worker == expected
+    assert got["stealing_ms"] == 100
