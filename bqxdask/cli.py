@@ -9,6 +9,7 @@ tracebacks go to the run log (``runs/<run_id>/run.log``) or, outside a run, to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import sys
@@ -195,10 +196,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from .pipeline import run_features
+    from .pipeline.cluster import forkserver_ahead
 
     cfg = _load(args)
-    result = run_features(cfg, families=args.families, full_refresh=args.full_refresh, dry_run=args.dry_run)
+    # the workers' forkserver warms up while this process imports the pipeline and plans
+    with forkserver_ahead(cfg) if not args.dry_run else contextlib.nullcontext():
+        from .pipeline import run_features
+
+        result = run_features(cfg, families=args.families, full_refresh=args.full_refresh, dry_run=args.dry_run)
     return result.exit_code
 
 

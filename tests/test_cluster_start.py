@@ -250,3 +250,55 @@ def test_the_forkserver_is_launched_before_the_cluster_with_the_nannies_environm
     assert worker.pop("parent") == got["servers"][0], "the worker was forked from that forkserver"
     assert worker == expected
     assert got["stealing_ms"] == 100
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose environment carries ``BQX_TEST_MARK=mark`` (the CLI and what it started)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("BQX_TEST_MARK") == mark:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_the_cli_launches_the_forkserver_ahead_and_leaves_none_behind(tmp_path, pg_url):
+    """``bqxdask features`` launches the workers' forkserver before it plans and stops it before
+    it exits: after a run, and after a rerun with nothing to do (where the forkserver, still
+    warming up, would outlive the command and hold its console). The console goes to files,
+    so that the command's exit is not delayed by a pipe: what it started is gone the moment
+    it has exited."""
+    if "forkserver" not in cluster_mod.multiprocessing.get_all_start_methods():
+        return  # spawn: nothing is launched ahead
+    load_bars(pg_url, "src_ahead", "eurusd", eurusd(1).iloc[:3000])
+    cfg = tmp_path / "test.toml"
+    cfg.write_text(
+        '[database]\nsource_schema = "src_ahead"\noutput_schema = "out_ahead"\n'
+        '[cluster]\nn_workers = 1\nmemory_limit = "1GiB"\ndashboard_address = "127.0.0.1:0"\n'
+        '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
+        f'[output]\nparquet_dir = "{tmp_path / "parquet"}"\n'
+        '[families]\nenabled = ["bqx"]\n'
+    )
+    mark = f"ahead-{os.getpid()}-{tmp_path.name}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env.update(BQX_DATABASE_URL=pg_url, BQX_TEST_MARK=mark)
+    for what in ("run", "rerun with nothing to do"):
+        out, err = tmp_path / f"{what}.out", tmp_path / f"{what}.err"
+        with out.open("w") as fo, err.open("w") as fe:
+            code = subprocess.call(
+                [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)],
+                cwd=tmp_path,
+                env=env,
+                stdout=fo,
+                stderr=fe,
+                timeout=300,
+            )
+        left = _marked(mark)
+        assert code == 0, (what, out.read_text(), err.read_text())
+        assert left == [], f"processes left after the {what}"
+    assert "done" in (tmp_path / "run.out").read_text()
+    assert "skipped" in (tmp_path / "rerun with nothing to do.out").read_text()
