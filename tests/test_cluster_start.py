@@ -134,18 +134,26 @@ def test_a_start_that_failed_is_one_line_naming_the_cluster_and_the_fix():
     assert "fix:" in message
 
 
-def test_the_cli_reports_a_cluster_that_cannot_start_in_one_line(tmp_path, pg_url):
-    load_bars(pg_url, "src_start", "eurusd", eurusd(1).iloc[:2000])
+def _one_month(tmp_path: Path, pg_url: str, name: str) -> tuple[Path, dict[str, str]]:
+    """A config for ``bqxdask features``: one month of EURUSD bars in ``src_<name>``, one
+    worker, the bqx family; and the environment that points the command at the test server."""
+    load_bars(pg_url, f"src_{name}", "eurusd", eurusd(1).iloc[:2000])
     cfg = tmp_path / "test.toml"
     cfg.write_text(
-        '[database]\nsource_schema = "src_start"\noutput_schema = "out_start"\n'
+        f'[database]\nsource_schema = "src_{name}"\noutput_schema = "out_{name}"\n'
         '[cluster]\nn_workers = 1\nmemory_limit = "1GiB"\ndashboard_address = "127.0.0.1:0"\n'
         '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
         '[families]\nenabled = ["bqx"]\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env["BQX_DATABASE_URL"] = pg_url
+    return cfg, env
+
+
+def test_the_cli_reports_a_cluster_that_cannot_start_in_one_line(tmp_path, pg_url):
+    cfg, env = _one_month(tmp_path, pg_url, "start")
     # a worker preload that does not exist: Dask's workers cannot start (the real failure)
-    env.update(BQX_DATABASE_URL=pg_url, DASK_DISTRIBUTED__WORKER__PRELOAD='["bqxdask_no_such_preload"]')
+    env["DASK_DISTRIBUTED__WORKER__PRELOAD"] = '["bqxdask_no_such_preload"]'
     proc = subprocess.run(
         [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)],
         cwd=tmp_path,
@@ -274,18 +282,9 @@ def test_the_cli_launches_the_forkserver_ahead_and_leaves_none_behind(tmp_path, 
     it has exited."""
     if "forkserver" not in cluster_mod.multiprocessing.get_all_start_methods():
         return  # spawn: nothing is launched ahead
-    load_bars(pg_url, "src_ahead", "eurusd", eurusd(1).iloc[:3000])
-    cfg = tmp_path / "test.toml"
-    cfg.write_text(
-        '[database]\nsource_schema = "src_ahead"\noutput_schema = "out_ahead"\n'
-        '[cluster]\nn_workers = 1\nmemory_limit = "1GiB"\ndashboard_address = "127.0.0.1:0"\n'
-        '[run]\npairs = ["eurusd"]\nstart = "2017-01"\nend = "2017-01"\n'
-        f'[output]\nparquet_dir = "{tmp_path / "parquet"}"\n'
-        '[families]\nenabled = ["bqx"]\n'
-    )
+    cfg, env = _one_month(tmp_path, pg_url, "ahead")
     mark = f"ahead-{os.getpid()}-{tmp_path.name}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
-    env.update(BQX_DATABASE_URL=pg_url, BQX_TEST_MARK=mark)
+    env["BQX_TEST_MARK"] = mark
     for what in ("run", "rerun with nothing to do"):
         out, err = tmp_path / f"{what}.out", tmp_path / f"{what}.err"
         with out.open("w") as fo, err.open("w") as fe:
