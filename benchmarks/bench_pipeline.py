@@ -240,7 +240,9 @@ def measure_runs_and_floor(bench: Bench, client, cfg_a, dask_pids, r: dict[str, 
     while len(floors) < s.repeat_floor:
         floor_in()
     say("floor (b) over 2 sessions")
+    c0 = pg_meter.snapshot()
     t_par = floor_copy_in_parallel(bench.url, FLOOR_SCHEMA, dumps, 2)
+    par_cpu = CpuMeter.delta(c0, pg_meter.snapshot())
     settle(bench.url, FLOOR_SCHEMA, dumps)
     truncate(bench.url, FLOOR_SCHEMA, dumps)
     best_run = min(runs, key=lambda x: x["seconds"])
@@ -251,6 +253,7 @@ def measure_runs_and_floor(bench: Bench, client, cfg_a, dask_pids, r: dict[str, 
         "seconds": t_in,
         "all": [f[0] for f in floors],
         "parallel_2_sessions": t_par,
+        "parallel_2_sessions_postgres_cpu": par_cpu["postgres"],
         "postgres_cpu": floor_cpu["postgres"],
         "other_cpu": floor_cpu["other"],
         "bytes": sum(d.nbytes for d in dumps),

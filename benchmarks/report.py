@@ -170,7 +170,8 @@ def print_table(r: dict[str, Any]) -> None:
         f"floor (a) {fo['rows']:,} rows, {mib(fo['bytes']):.1f} MiB; floor (b) "
         f"{mib(fi['bytes']):.0f} MiB, {len(fi['per_unit']) * len(r['setup']['families'])} COPYs (table rows "
         f"{fi['rows']:,}), 1 session (repetitions {', '.join(f'{x:.2f}' for x in fi['all'])} s; PostgreSQL CPU "
-        f"{fi['postgres_cpu']:.1f} s); over 2 sessions {fi['parallel_2_sessions']:.2f} s"
+        f"{fi['postgres_cpu']:.1f} s); over 2 sessions {fi['parallel_2_sessions']:.2f} s (PostgreSQL CPU "
+        f"{fi.get('parallel_2_sessions_postgres_cpu', float('nan')):.1f} s)"
     )
 
 
@@ -211,7 +212,8 @@ def print_where_time_went(r: dict[str, Any]) -> None:
     print(
         f"server work: PostgreSQL {cpu['postgres']:.1f} core-s inside the run (reads, plan, DELETE + COPY + "
         f"checkpoint per unit, autovacuum that ran meanwhile) vs {fi_cpu:.1f} core-s for floor (b)'s COPY of the "
-        f"same rows = {cpu['postgres'] / max(fi_cpu, 1e-9):.2f}×"
+        f"same rows = {cpu['postgres'] / max(fi_cpu, 1e-9):.2f}× (vs the same COPYs over 2 sessions, as the run's "
+        f"2 workers write: {cpu['postgres'] / max(r['floor_in'].get('parallel_2_sessions_postgres_cpu', 0), 1e-9):.2f}×)"
     )
     by_backend = best.get("postgres_by_backend", {})
     print(
