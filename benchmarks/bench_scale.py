@@ -74,6 +74,7 @@ class Run:
     rerun_tree_core_s: float = 0.0
     rerun_server_core_s: float = 0.0
     span: float = 0.0  # from the dashboard line (cluster up) to the last unit's progress line
+    io_stall_s: float = float("nan")  # seconds in which every runnable task waited on I/O (PSI "full")
 
     @property
     def per_bar_us(self) -> float:
@@ -177,11 +178,25 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def io_stall_seconds() -> float:
+    """The kernel's total time with every non-idle task stalled on I/O (``/proc/pressure/io``,
+    "full"), in seconds; NaN where the kernel has no pressure stall information."""
+    try:
+        with open("/proc/pressure/io") as fh:
+            for line in fh:
+                if line.startswith("full"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
+
+
 def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, server: CpuMeter) -> Run:
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
     before_server = server.postgres()
+    stall0 = io_stall_seconds()
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "bqxdask", "features", "--pairs", ",".join(pairs)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -197,6 +212,7 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
             last = now
     proc.wait(timeout=600)
     wall = time.perf_counter() - t0
+    io_stall = io_stall_seconds() - stall0
     out = "".join(lines)
     rss.stop.set()
     rss.thread.join()
@@ -225,6 +241,7 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
         rerun_tree_core_s=_core_s(after_tree_rerun) - _core_s(before_tree_rerun),
         rerun_server_core_s=server.postgres() - before_server_rerun,
         span=last - first,
+        io_stall_s=io_stall,
         tree_core_s=rss.core_s,
         server_core_s=after_server - before_server,
         vacuum_core_s=after_vacuum - after_server,
@@ -260,7 +277,7 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
         "",
         f"{'round':>5} {'pairs':>5} {'bars':>10} {'outputs':>7} {'wall':>8} {'fixed':>6} {'rerun':>6} {'bars/s':>8} "
         f"{'rows/s':>9} {'µs/bar':>7} {'in units':>9} {'client+workers':>14} {'server':>8} {'vacuum':>7} "
-        f"{'cµs/bar':>8} {'peak RSS/worker':>16} {'in PostgreSQL':>13} {'Parquet':>10}",
+        f"{'cµs/bar':>8} {'I/O stall':>9} {'peak RSS/worker':>16} {'in PostgreSQL':>13} {'Parquet':>10}",
     ]
     for i, runs in enumerate(rounds, start=1):
         for r in runs:
@@ -268,7 +285,7 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
                 f"{i:>5} {r.pairs:>5} {r.bars:>10,} {r.outputs:>7} {r.wall:>7.1f}s {r.fixed:>5.1f}s {r.rerun_wall:>5.1f}s "
                 f"{r.bars / r.wall:>8,.0f} {r.rows / r.wall:>9,.0f} {r.per_bar_us:>7.1f} {r.unit_s:>8.1f}s "
                 f"{r.tree_core_s:>12.1f}cs {r.server_core_s:>6.1f}cs {r.vacuum_core_s:>5.1f}cs "
-                f"{1e6 * r.core_s / r.bars:>8.1f} {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
+                f"{1e6 * r.core_s / r.bars:>8.1f} {r.io_stall_s:>8.1f}s {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
                 f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}"
             )
     low = [_marginal(runs[0], runs[1]) for runs in rounds]
@@ -286,7 +303,8 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
         "rerun = the same command again with nothing to do; in units = the workers' seconds inside "
         "units (read, compute, Parquet, COPY, locks); cs = core-seconds; vacuum = VACUUM (ANALYZE) of the run's "
         "tables right after it (autovacuum is off on this scratch server, so none of it overlaps a run); "
-        "cµs/bar = core-µs per bar of client, workers and server",
+        "cµs/bar = core-µs per bar of client, workers and server; I/O stall = the seconds of the run in which "
+        "every runnable task on the machine waited on the disk (/proc/pressure/io, full): CPU nobody could use",
         f"{verdict}: core-µs per added bar, {mid.pairs}→{big.pairs} pairs / {small.pairs}→{mid.pairs} pairs = "
         f"{_ratios(ratio)} (linear within {LINEAR_TOLERANCE:.0%}: 0.90–1.10); per added bar "
         f"{_ratios(low, '.1f')} and {_ratios(high, '.1f')} core-µs; fixed part {_ratios(intercept, '.1f')} core-s",
