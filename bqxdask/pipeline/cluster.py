@@ -167,16 +167,20 @@ def forkserver_ahead(cfg: Config) -> Iterator[None]:
 
 
 def stop_process(proc: Any, timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL if it has not gone within ``timeout`` seconds."""
+    """SIGTERM ``proc`` and what it forked (a worker a failed start left), SIGKILL what has not
+    gone within ``timeout`` seconds: nothing outlives the command holding its console."""
     import psutil
 
     with contextlib.suppress(psutil.Error):
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        procs = [*proc.children(recursive=True), proc]
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=timeout)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=timeout)
 
 
 def local_cluster(cfg: Config) -> Any:
