@@ -128,7 +128,9 @@ def launch_forkserver() -> Any:
             return
         # after Dask's own get_mp_context, which sets its preload list once per process
         get_mp_context().set_forkserver_preload(list(FORKSERVER_PRELOAD))
-        os.environ.update(pre_spawn_environ())  # what the first nanny would do, a moment later
+        # what the first nanny would do, a moment later; only what differs, so that a second
+        # call (local_cluster's, on the start's thread) writes nothing
+        os.environ.update({k: v for k, v in pre_spawn_environ().items() if os.environ.get(k) != v})
         before = forkservers()
         forkserver.ensure_running()
     return next((p for pid, p in forkservers().items() if pid not in before), None)
