@@ -134,9 +134,9 @@ def test_a_start_that_failed_is_one_line_naming_the_cluster_and_the_fix():
     assert "fix:" in message
 
 
-def _one_month(tmp_path: Path, pg_url: str, name: str) -> tuple[Path, dict[str, str]]:
-    """A config for ``bqxdask features``: one month of EURUSD bars in ``src_<name>``, one
-    worker, the bqx family; and the environment that points the command at the test server."""
+def _one_month(tmp_path: Path, pg_url: str, name: str) -> tuple[list[str], dict[str, str]]:
+    """``bqxdask features`` on one month of EURUSD bars in ``src_<name>``, one worker, the bqx
+    family: the command, and the environment that points it at the test server."""
     load_bars(pg_url, f"src_{name}", "eurusd", eurusd(1).iloc[:2000])
     cfg = tmp_path / "test.toml"
     cfg.write_text(
@@ -147,21 +147,14 @@ def _one_month(tmp_path: Path, pg_url: str, name: str) -> tuple[Path, dict[str, 
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     env["BQX_DATABASE_URL"] = pg_url
-    return cfg, env
+    return [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)], env
 
 
 def test_the_cli_reports_a_cluster_that_cannot_start_in_one_line(tmp_path, pg_url):
-    cfg, env = _one_month(tmp_path, pg_url, "start")
+    command, env = _one_month(tmp_path, pg_url, "start")
     # a worker preload that does not exist: Dask's workers cannot start (the real failure)
     env["DASK_DISTRIBUTED__WORKER__PRELOAD"] = '["bqxdask_no_such_preload"]'
-    proc = subprocess.run(
-        [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -285,20 +278,13 @@ def test_the_cli_launches_the_forkserver_ahead_and_leaves_none_behind(tmp_path, 
     it has exited."""
     if "forkserver" not in cluster_mod.multiprocessing.get_all_start_methods():
         return  # spawn: nothing is launched ahead
-    cfg, env = _one_month(tmp_path, pg_url, "ahead")
+    command, env = _one_month(tmp_path, pg_url, "ahead")
     mark = f"ahead-{os.getpid()}-{tmp_path.name}"
     env["BQX_TEST_MARK"] = mark
     for what in ("run", "rerun with nothing to do"):
         out, err = tmp_path / f"{what}.out", tmp_path / f"{what}.err"
         with out.open("w") as fo, err.open("w") as fe:
-            code = subprocess.call(
-                [sys.executable, "-m", "bqxdask", "features", "--config", str(cfg)],
-                cwd=tmp_path,
-                env=env,
-                stdout=fo,
-                stderr=fe,
-                timeout=300,
-            )
+            code = subprocess.call(command, cwd=tmp_path, env=env, stdout=fo, stderr=fe, timeout=300)
         left = _forkservers_marked(mark)
         assert code == 0, (what, out.read_text(), err.read_text())
         assert left == [], f"a forkserver left after the {what}"

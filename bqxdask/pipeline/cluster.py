@@ -108,10 +108,9 @@ def pre_spawn_environ() -> dict[str, str]:
     return env
 
 
-def launch_forkserver() -> Any:
+def launch_forkserver() -> None:
     """Launch the forkserver the LocalCluster's workers are forked from, if that is the start
-    method and it is not running yet; without waiting for its preload (issue 15). Returns
-    its ``psutil.Process`` if this call launched it, else None.
+    method and it is not running yet; without waiting for its preload (issue 15).
 
     Launched by the first nanny, the forkserver's imports and warm-up (~1.5–2 s) come after the
     scheduler's start (~1 s, its dashboard); launched here, they run beside it. Its
@@ -131,9 +130,7 @@ def launch_forkserver() -> Any:
         # what the first nanny would do, a moment later; only what differs, so that a second
         # call (local_cluster's, on the start's thread) writes nothing
         os.environ.update({k: v for k, v in pre_spawn_environ().items() if os.environ.get(k) != v})
-        before = forkservers()
         forkserver.ensure_running()
-    return next((p for pid, p in forkservers().items() if pid not in before), None)
 
 
 def forkservers() -> dict[int, Any]:
@@ -157,15 +154,17 @@ def forkserver_ahead(cfg: Config) -> Iterator[None]:
     forkserver launched here is stopped: it holds the console (a pipe's reader waits for it)
     and, if the plan had no work, would still be warming up for nothing.
     """
-    launched = None
+    launched = []
     if not cfg.cluster.scheduler_address:
         with contextlib.suppress(Exception):  # only speed is at stake: LocalStart launches it otherwise
-            launched = launch_forkserver()
+            before = forkservers()
+            launch_forkserver()
+            launched = [p for pid, p in forkservers().items() if pid not in before]
     try:
         yield
     finally:
-        if launched is not None:
-            stop_process(launched)
+        for proc in launched:
+            stop_process(proc)
 
 
 def stop_process(proc: Any, timeout: float = 5.0) -> None:
