@@ -30,27 +30,30 @@ from .source import PG_EPOCH_US, bars_row_dtype
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
-#: bytes per CopyData message: psycopg2's default of 8 KiB turns a 20 MiB unit into ~2,600
-#: Python-level reads and libpq calls; 1 MiB is what the benchmark's floor uses (issue 15)
-COPY_CHUNK = 1 << 20
+#: bytes per read of :class:`CopyReader` (one CopyData message): psycopg2's default of 8 KiB
+#: turns a 20 MiB unit into ~2,600 Python-level reads and libpq calls; 64 KiB is 8× fewer and
+#: stays below glibc's mmap threshold (issue 15)
+COPY_CHUNK = 1 << 16
 
 
-def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> bytes:
+def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> memoryview:
     """Binary COPY payload for rows ``(time timestamptz, v0 float8, …, vC float8)``.
 
-    ``times_us`` are Unix microseconds (int64); NaN in ``values`` (N × C) becomes NULL.
+    ``times_us`` are Unix microseconds (int64); NaN in ``values`` (N × C) becomes NULL. The rows
+    are written once, into one numpy buffer: a unit's payload is tens of MiB, and each further
+    copy of it (``tobytes``, ``b"".join``) into fresh memory cost more than filling it (issue 15).
+    Send it with :class:`CopyReader`.
     """
     n, ncols = values.shape
     pg_times = np.asarray(times_us, dtype="int64") - PG_EPOCH_US
     nulls = np.isnan(values)
-    chunks = [_HEADER]
     has_null = nulls.any(axis=1)
-    full = ~has_null
-    if full.all():
-        chunks.append(_dense_bytes(pg_times, values))
-    else:
-        if full.any():
-            chunks.append(_dense_bytes(pg_times[full], values[full]))
+    full = np.flatnonzero(~has_null)
+    groups: list[tuple[np.ndarray | slice, np.ndarray | None]] = []  # (rows, NULL pattern; None: no NULL)
+    if len(full):
+        # the NULL-free rows are one range in nearly every unit: taken as a view, not a copy
+        groups.append((slice(full[0], full[-1] + 1) if full[-1] - full[0] + 1 == len(full) else full, None))
+    if len(full) < n:
         rows = np.flatnonzero(has_null)
         packed = np.ascontiguousarray(np.packbits(nulls[rows], axis=1))
         keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
@@ -59,35 +62,75 @@ def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> bytes:
         bounds = np.cumsum(np.bincount(inverse))
         start = 0
         for g, stop in enumerate(bounds):
-            group = rows[order[start:stop]]
-            chunks.append(_group_bytes(pg_times[group], values[group], nulls[rows[first[g]]]))
+            groups.append((rows[order[start:stop]], nulls[rows[first[g]]]))
             start = stop
-    chunks.append(_TRAILER)
-    return b"".join(chunks)
+    layouts = [_dense_dtype(ncols) if pattern is None else _group_dtype(pattern) for _, pattern in groups]
+    sizes = [_group_rows(n, rows) * layout.itemsize for (rows, _), layout in zip(groups, layouts)]
+    buf = np.empty(len(_HEADER) + sum(sizes) + len(_TRAILER), dtype=np.uint8)
+    buf[: len(_HEADER)] = np.frombuffer(_HEADER, dtype=np.uint8)
+    at = len(_HEADER)
+    for (rows, pattern), layout, size in zip(groups, layouts, sizes):
+        rec = buf[at : at + size].view(layout)
+        if pattern is None:
+            _fill_dense(rec, pg_times[rows], values[rows])
+        else:
+            _fill_group(rec, pg_times[rows], values[rows], pattern)
+        at += size
+    buf[at:] = np.frombuffer(_TRAILER, dtype=np.uint8)
+    return memoryview(buf)
 
 
-def _dense_bytes(pg_times: np.ndarray, values: np.ndarray) -> bytes:
-    """Rows without NULL: one fixed layout, filled as a 2-D block (row-major, cache friendly)."""
-    n, ncols = values.shape
+class CopyReader:
+    """A payload as the file ``cursor.copy_expert`` reads: ``read(size)`` returns the next bytes.
+
+    psycopg2 takes ``bytes`` only, so each read copies one chunk of the payload. The chunks are
+    :data:`COPY_CHUNK` bytes: below glibc's mmap threshold (128 KiB), a chunk's memory is reused
+    from one read to the next instead of being mapped, page-faulted and unmapped, which Dask's
+    workers (``MALLOC_TRIM_THRESHOLD_`` fixes the threshold) would do for every larger chunk.
+    """
+
+    def __init__(self, payload: bytes | memoryview) -> None:
+        self._view = memoryview(payload).cast("B")
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._at
+        stop = len(self._view) if size is None or size < 0 else min(len(self._view), start + size)
+        self._at = stop
+        return self._view[start:stop].tobytes()
+
+
+def _group_rows(n: int, rows: np.ndarray | slice) -> int:
+    return len(range(n)[rows]) if isinstance(rows, slice) else len(rows)
+
+
+def _dense_dtype(ncols: int) -> np.dtype:
+    """A row without NULL: the field count, the time, and each value with its length."""
     cell = np.dtype([("l", ">i4"), ("v", ">f8")])
-    rec = np.empty(n, dtype=np.dtype([("n", ">i2"), ("lt", ">i4"), ("t", ">i8"), ("c", cell, (ncols,))]))
-    rec["n"] = ncols + 1
+    return np.dtype([("n", ">i2"), ("lt", ">i4"), ("t", ">i8"), ("c", cell, (ncols,))])
+
+
+def _fill_dense(rec: np.ndarray, pg_times: np.ndarray, values: np.ndarray) -> None:
+    """Rows without NULL: one fixed layout, filled as a 2-D block (row-major, cache friendly)."""
+    rec["n"] = values.shape[1] + 1
     rec["lt"] = 8
     rec["t"] = pg_times
     cells = rec["c"]
     cells["l"] = 8
     cells["v"] = values
-    return rec.tobytes()
 
 
-def _group_bytes(pg_times: np.ndarray, values: np.ndarray, null_pattern: np.ndarray) -> bytes:
-    """Rows sharing one NULL pattern: NULL fields are a length of -1 and no value."""
+def _group_dtype(null_pattern: np.ndarray) -> np.dtype:
+    """A row of one NULL pattern: a NULL field is a length of -1 and no value."""
     fields: list[tuple[str, str]] = [("n", ">i2"), ("lt", ">i4"), ("t", ">i8")]
     for j, is_null in enumerate(null_pattern):
         fields.append((f"l{j}", ">i4"))
         if not is_null:
             fields.append((f"v{j}", ">f8"))
-    rec = np.empty(len(pg_times), dtype=np.dtype(fields))
+    return np.dtype(fields)
+
+
+def _fill_group(rec: np.ndarray, pg_times: np.ndarray, values: np.ndarray, null_pattern: np.ndarray) -> None:
     rec["n"] = len(null_pattern) + 1
     rec["lt"] = 8
     rec["t"] = pg_times
@@ -97,7 +140,6 @@ def _group_bytes(pg_times: np.ndarray, values: np.ndarray, null_pattern: np.ndar
         else:
             rec[f"l{j}"] = 8
             rec[f"v{j}"] = values[:, j]
-    return rec.tobytes()
 
 
 #: a source bar as seed and import write it (volume is bigint in the tables they create)
@@ -181,7 +223,7 @@ def replace_unit(
     lo: dt.datetime,
     hi: dt.datetime,
     columns: Sequence[str],
-    payload: bytes | None,
+    payload: bytes | memoryview | None,
     checkpoint: Checkpoint,
     run_id: str,
 ) -> None:
@@ -199,7 +241,7 @@ def replace_unit(
                 sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
                 .format(qualified(schema, table), cols)
                 .as_string(conn),
-                io.BytesIO(payload),
+                CopyReader(payload),
                 size=COPY_CHUNK,
             )
         _faults.point("sql-before-commit")

@@ -264,7 +264,7 @@ def compute_and_write(prepared: pd.DataFrame, family_name: str, spec: UnitSpec) 
 # -- writing ----------------------------------------------------------------------------------
 def write_block(
     block: FeatureBlock,
-    payload: bytes | None,
+    payload: bytes | memoryview | None,
     counts: UnitCounts,
     family_name: str,
     spec: UnitSpec,
