@@ -139,6 +139,31 @@ def test_rerun_skips_and_full_refresh_replaces(pg_url, tmp_path, dask_client, eu
     assert count[0] == count[1] == len(_month_slice(eurusd_db.set_index("time"), "2017-03", "2017-04"))
 
 
+def test_a_parquet_file_that_cannot_be_written_rolls_its_units_sql_back(pg_url, tmp_path, dask_client, eurusd_db):
+    """The Parquet file is written beside the unit's DELETE + COPY (issue 15): when it fails, the
+    unit's transaction is not committed (no rows, no checkpoint), the run names the unit, and
+    the next run writes it."""
+    schema = unique_schema("pqfail")
+    blocker = tmp_path / "parquet" / "bqx" / "pair=eurusd" / "year=2017" / "month=04"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")  # where the April unit's directory must go
+    kw = {"start": "2017-03", "end": "2017-04", "families": ["bqx"], "output_schema": schema}
+    _, first = _run(pg_url, tmp_path, dask_client, **kw)
+    assert first.exit_code == 1
+    assert len(first.failures) == 1 and "bqx" in first.failures[0] and "2017-04" in first.failures[0]
+    assert {(r["month"], r["status"]) for r in first.results} == {("2017-03", "done"), ("2017-04", "failed")}
+    assert query(pg_url, f"SELECT month FROM {schema}.checkpoints") == [("2017-03",)]
+    months = f"SELECT DISTINCT to_char(time AT TIME ZONE 'UTC', 'YYYY-MM') FROM {schema}.bqx_eurusd"
+    assert query(pg_url, months) == [("2017-03",)]
+
+    blocker.unlink()
+    _, second = _run(pg_url, tmp_path, dask_client, **kw)
+    assert second.exit_code == 0, second.failures
+    assert {(r["month"], r["status"]) for r in second.results} == {("2017-03", "skipped"), ("2017-04", "done")}
+    assert sorted(query(pg_url, months)) == [("2017-03",), ("2017-04",)]
+    assert (blocker / "part-0.parquet").is_file()
+
+
 def test_bad_bars_are_quarantined_not_lost(pg_url, tmp_path, dask_client):
     """SPEC §3 on a table without a primary key (so duplicates can exist)."""
     bars = eurusd(1).iloc[:3000].copy()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -226,10 +226,14 @@ def replace_unit(
     payload: bytes | memoryview | None,
     checkpoint: Checkpoint,
     run_id: str,
+    *,
+    before_checkpoint: Callable[[], object] | None = None,
 ) -> None:
     """In one transaction: delete the unit's rows, COPY the new ones, record the checkpoint.
 
     ``payload`` None means SQL output is disabled: only the checkpoint row is written.
+    ``before_checkpoint`` runs after the COPY, inside the transaction: what else the checkpoint
+    vouches for (the unit's Parquet file) is finished there, or its error rolls the unit back.
     """
     with conn.cursor() as cur:
         if payload is not None:
@@ -244,6 +248,8 @@ def replace_unit(
                 CopyReader(payload),
                 size=COPY_CHUNK,
             )
+        if before_checkpoint is not None:
+            before_checkpoint()
         _faults.point("sql-before-commit")
         upsert_checkpoint(cur, schema, checkpoint, run_id)
     conn.commit()

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,9 +272,9 @@ def write_block(
     *,
     seconds_compute: float,
 ) -> UnitResult:
-    """Holding the unit's advisory lock (SPEC §11), write Parquet, then SQL + checkpoint in one
-    transaction; return the outcome. A unit that another run wrote while this one waited for
-    the lock is not written again."""
+    """Holding the unit's advisory lock (SPEC §11), write the Parquet file beside the SQL
+    (DELETE + COPY), then record the checkpoint, in one transaction; return the outcome. A unit
+    that another run wrote while this one waited for the lock is not written again."""
     label = f"{spec.pair} {spec.month} {family_name}"
     columns = list(block.columns)
     checkpoint = Checkpoint(
@@ -290,6 +291,16 @@ def write_block(
     timings: dict[str, float] = {}
 
     tell = notifier(spec)
+
+    def write_parquet() -> str:
+        t0 = time.perf_counter()
+        with activity(label, "Parquet"):
+            parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
+            path = parquet.write_block(
+                spec.parquet_dir, family_name, spec.pair, spec.month, block, _metadata(family_name, spec)
+            )
+        timings["parquet"] = time.perf_counter() - t0
+        return path
 
     def step() -> tuple[str | None, str | None]:
         with pool.pooled(spec.url, spec.max_connections, application_name=spec.application_name) as conn:
@@ -308,31 +319,37 @@ def write_block(
                 if _written_by_another(conn, spec, family_name):
                     return None, waited_for
                 t_lock = time.perf_counter()
-                path = None
-                if spec.parquet_dir is not None:
-                    with activity(label, "Parquet"):
-                        parquet.clean_unit_temporary(spec.parquet_dir, family_name, spec.pair, spec.month)
-                        path = parquet.write_block(
-                            spec.parquet_dir, family_name, spec.pair, spec.month, block, _metadata(family_name, spec)
+                # the Parquet file is written beside the DELETE + COPY, under the same lock: this
+                # worker encodes while the server ingests. The checkpoint is recorded once both are
+                # done; leaving the side thread waits for the file even when the SQL failed.
+                with _side_thread() as side:
+                    job = side.submit(write_parquet) if spec.parquet_dir is not None else None
+
+                    def parquet_done() -> None:
+                        t0 = time.perf_counter()
+                        if job is not None:
+                            job.result()
+                        timings["parquet_wait"] = time.perf_counter() - t0
+
+                    with (
+                        activity(label, "SQL", conn),
+                        _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}", tell),
+                    ):
+                        replace_unit(
+                            conn,
+                            spec.output_schema,
+                            feature_table(family_name, spec.pair),
+                            spec.lo,
+                            spec.hi,
+                            columns,
+                            payload,
+                            checkpoint,
+                            spec.run_id,
+                            before_checkpoint=parquet_done,
                         )
-                t_parquet = time.perf_counter()
-                with (
-                    activity(label, "SQL", conn),
-                    _watch(conn, spec, f"writing {family_name}_{spec.pair} {spec.month}", tell),
-                ):
-                    replace_unit(
-                        conn,
-                        spec.output_schema,
-                        feature_table(family_name, spec.pair),
-                        spec.lo,
-                        spec.hi,
-                        columns,
-                        payload,
-                        checkpoint,
-                        spec.run_id,
-                    )
-                timings.update(parquet=t_parquet - t_lock, sql=time.perf_counter() - t_parquet)
-                return path, waited_for
+                timings["write"] = time.perf_counter() - t_lock
+                timings["sql"] = timings["write"] - timings["parquet_wait"]
+                return (job.result() if job is not None else None), waited_for
 
     t_write = time.perf_counter()
     parquet_path, waited_for = pool.retrying(step, url=spec.url, what=f"writing {family_name}_{spec.pair} {spec.month}")
@@ -346,7 +363,7 @@ def write_block(
         "seconds_compute": seconds_compute,
         "seconds_parquet": timings.get("parquet", 0.0),
         "seconds_sql": timings.get("sql", 0.0),
-        "seconds_lock": (t3 - t_write) - sum(timings.values()),
+        "seconds_lock": (t3 - t_write) - timings.get("write", 0.0),
         "seconds_prepare": counts.seconds,
         "seconds": t3 - t_write + seconds_compute,
         "parquet": parquet_path,
@@ -355,10 +372,15 @@ def write_block(
     if waited_for is not None:
         stats["waited_for"] = waited_for
     status = Status.DONE
-    if not timings:  # another run wrote it while we waited: nothing of ours was written
+    if "write" not in timings:  # another run wrote it while we waited: nothing of ours was written
         status = Status.SKIPPED
         stats.update(rows=0, reason=f"written by {waited_for or 'another run'} meanwhile")
     return UnitResult(family_name, spec.pair, spec.month, status, stats)
+
+
+def _side_thread() -> ThreadPoolExecutor:
+    """One thread beside the task's, for the unit's Parquet file; leaving it waits for the file."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="bqxdask-parquet")
 
 
 def _written_by_another(conn: Any, spec: UnitSpec, family_name: str) -> bool:
