@@ -75,6 +75,11 @@ class Run:
     rerun_server_core_s: float = 0.0
     span: float = 0.0  # from the dashboard line (cluster up) to the last unit's progress line
     io_stall_s: float = float("nan")  # seconds in which every runnable task waited on I/O (PSI "full")
+    client_core_s: float = 0.0  # the CLI process: plan, graph, the scheduler, progress, the report
+    workers_user_s: float = 0.0  # the other processes of the tree (forkserver, workers): user time
+    workers_sys_s: float = 0.0  # … and kernel time (page faults, reclaim, COPY and file writes)
+    reclaim: dict[str, int] = field(default_factory=dict)  # /proc/vmstat counters over the run
+    notes: list[str] = field(default_factory=list)  # what the console warned of, the stalls the run reported
 
     @property
     def per_bar_us(self) -> float:
@@ -123,6 +128,7 @@ class TreeSampler:
         self.parent = psutil.Process(pid)
         self.peak: dict[int, int] = {}
         self.cpu: dict[int, float] = {}
+        self.user: dict[int, float] = {}
         self.interval = interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
@@ -130,6 +136,12 @@ class TreeSampler:
     @property
     def core_s(self) -> float:
         return sum(self.cpu.values())
+
+    def split(self) -> tuple[float, float, float]:
+        """Core-seconds of (the parent, the others' user time, the others' system time)."""
+        others = [pid for pid in self.cpu if pid != self.parent.pid]
+        user = sum(self.user[pid] for pid in others)
+        return self.cpu.get(self.parent.pid, 0.0), user, sum(self.cpu[pid] for pid in others) - user
 
     def sample(self) -> None:
         while not self.stop.is_set():
@@ -142,6 +154,7 @@ class TreeSampler:
                     with proc.oneshot():
                         times = proc.cpu_times()
                         self.cpu[proc.pid] = times.user + times.system  # its own, not its waited children's
+                        self.user[proc.pid] = times.user
                         if proc is self.parent or "multiprocessing" not in " ".join(proc.cmdline()) or proc.children():
                             continue  # the workers: spawned or forked processes, not the forkserver, their parent
                         self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), proc.memory_info().rss)
@@ -191,12 +204,37 @@ def io_stall_seconds() -> float:
     return float("nan")
 
 
+#: /proc/vmstat counters that say whether the run's memory came from reclaiming the page cache:
+#: pages the allocating processes reclaimed themselves (their CPU), pages kswapd reclaimed, stalls
+VMSTAT = ("pgsteal_direct", "pgsteal_kswapd", "allocstall")
+
+
+#: console lines worth keeping: a slow run says on what it waited (SPEC §11) or what failed
+NOTEWORTHY = ("WARNING", "ERROR", "waiting", "stall", "Traceback", "lost")
+
+
+def vmstat() -> dict[str, int]:
+    """The :data:`VMSTAT` counters (``allocstall`` summed over its zones); empty without /proc/vmstat."""
+    out = dict.fromkeys(VMSTAT, 0)
+    try:
+        with open("/proc/vmstat") as fh:
+            for line in fh:
+                name, _, value = line.partition(" ")
+                for key in VMSTAT:
+                    if name == key or (key == "allocstall" and name.startswith("allocstall_")):
+                        out[key] += int(value)
+    except OSError:
+        return {}
+    return out
+
+
 def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, server: CpuMeter) -> Run:
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
     before_server = server.postgres()
     stall0 = io_stall_seconds()
+    vm0 = vmstat()
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "bqxdask", "features", "--pairs", ",".join(pairs)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -213,9 +251,11 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     proc.wait(timeout=600)
     wall = time.perf_counter() - t0
     io_stall = io_stall_seconds() - stall0
+    vm1 = vmstat()
     out = "".join(lines)
     rss.stop.set()
     rss.thread.join()
+    client_s, workers_user, workers_sys = rss.split()
     if proc.returncode != 0 or first is None or last is None:
         raise SystemExit(f"bqxdask features ({len(pairs)} pairs) exited {proc.returncode}:\n{out[-3000:]}")
     after_server = server.postgres()
@@ -242,6 +282,12 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
         rerun_server_core_s=server.postgres() - before_server_rerun,
         span=last - first,
         io_stall_s=io_stall,
+        client_core_s=client_s,
+        workers_user_s=workers_user,
+        workers_sys_s=workers_sys,
+        reclaim={k: vm1[k] - vm0[k] for k in vm1},
+        notes=[line.rstrip() for line in lines if any(k in line for k in NOTEWORTHY)]
+        + [f"stall: {s}" for s in summary.get("stalls", [])],
         tree_core_s=rss.core_s,
         server_core_s=after_server - before_server,
         vacuum_core_s=after_vacuum - after_server,
@@ -288,6 +334,27 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
                 f"{1e6 * r.core_s / r.bars:>8.1f} {r.io_stall_s:>8.1f}s {format_bytes(max(r.worker_peak_rss, default=0)):>16} "
                 f"{format_bytes(r.server_bytes):>13} {format_bytes(r.parquet_bytes):>10}"
             )
+    lines += [
+        "",
+        "where the core-seconds went, per run: and per bar (core-µs); reclaimed = pages of the page cache taken back "
+        "for new memory, by the allocating processes themselves (direct: their CPU) and by kswapd",
+        f"{'round':>5} {'pairs':>5} {'client':>8} {'workers user':>12} {'workers sys':>11} {'server':>8} "
+        f"{'client/bar':>10} {'user/bar':>8} {'sys/bar':>8} {'server/bar':>10} {'reclaimed direct':>16} {'kswapd':>10}",
+    ]
+    for i, runs in enumerate(rounds, start=1):
+        for r in runs:
+            per = 1e6 / r.bars
+            lines.append(
+                f"{i:>5} {r.pairs:>5} {r.client_core_s:>6.1f}cs {r.workers_user_s:>10.1f}cs {r.workers_sys_s:>9.1f}cs "
+                f"{r.server_core_s:>6.1f}cs {r.client_core_s * per:>10.1f} {r.workers_user_s * per:>8.1f} "
+                f"{r.workers_sys_s * per:>8.1f} {r.server_core_s * per:>10.1f} "
+                f"{r.reclaim.get('pgsteal_direct', 0):>16,} {r.reclaim.get('pgsteal_kswapd', 0):>10,}"
+            )
+    for i, runs in enumerate(rounds, start=1):
+        for r in runs:
+            if r.notes:
+                lines += [f"round {i}, {r.pairs} pairs, the console said ({len(r.notes)} lines):"]
+                lines += [f"    {note[:300]}" for note in r.notes[:12]]
     low = [_marginal(runs[0], runs[1]) for runs in rounds]
     high = [_marginal(runs[1], runs[2]) for runs in rounds]
     ratio = [b / a for a, b in zip(low, high)]
