@@ -49,10 +49,11 @@ def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> memoryview:
     nulls = np.isnan(values)
     has_null = nulls.any(axis=1)
     full = np.flatnonzero(~has_null)
-    groups: list[tuple[np.ndarray | slice, np.ndarray | None]] = []  # (rows, NULL pattern; None: no NULL)
+    groups: list[tuple[np.ndarray | slice, int, np.ndarray | None]] = []  # (rows, how many, NULL pattern)
     if len(full):
         # the NULL-free rows are one range in nearly every unit: taken as a view, not a copy
-        groups.append((slice(full[0], full[-1] + 1) if full[-1] - full[0] + 1 == len(full) else full, None))
+        clean = slice(full[0], full[-1] + 1) if full[-1] - full[0] + 1 == len(full) else full
+        groups.append((clean, len(full), None))
     if len(full) < n:
         rows = np.flatnonzero(has_null)
         packed = np.ascontiguousarray(np.packbits(nulls[rows], axis=1))
@@ -62,22 +63,29 @@ def copy_buffer(times_us: np.ndarray, values: np.ndarray) -> memoryview:
         bounds = np.cumsum(np.bincount(inverse))
         start = 0
         for g, stop in enumerate(bounds):
-            groups.append((rows[order[start:stop]], nulls[rows[first[g]]]))
+            groups.append((rows[order[start:stop]], stop - start, nulls[rows[first[g]]]))
             start = stop
-    layouts = [_dense_dtype(ncols) if pattern is None else _group_dtype(pattern) for _, pattern in groups]
-    sizes = [_group_rows(n, rows) * layout.itemsize for (rows, _), layout in zip(groups, layouts)]
-    buf = np.empty(len(_HEADER) + sum(sizes) + len(_TRAILER), dtype=np.uint8)
-    buf[: len(_HEADER)] = np.frombuffer(_HEADER, dtype=np.uint8)
+    layouts = [_dense_dtype(ncols) if pattern is None else _group_dtype(pattern) for _, _, pattern in groups]
+    sizes = [count * layout.itemsize for (_, count, _), layout in zip(groups, layouts)]
+    buf = _framed(sum(sizes))
     at = len(_HEADER)
-    for (rows, pattern), layout, size in zip(groups, layouts, sizes):
+    for (rows, _, pattern), layout, size in zip(groups, layouts, sizes):
         rec = buf[at : at + size].view(layout)
         if pattern is None:
             _fill_dense(rec, pg_times[rows], values[rows])
         else:
             _fill_group(rec, pg_times[rows], values[rows], pattern)
         at += size
-    buf[at:] = np.frombuffer(_TRAILER, dtype=np.uint8)
     return memoryview(buf)
+
+
+def _framed(body_bytes: int) -> np.ndarray:
+    """A binary COPY payload of ``body_bytes`` of rows: the header and the trailer written, the
+    rows between them left for the caller to fill in place."""
+    buf = np.empty(len(_HEADER) + body_bytes + len(_TRAILER), dtype=np.uint8)
+    buf[: len(_HEADER)] = np.frombuffer(_HEADER, dtype=np.uint8)
+    buf[len(buf) - len(_TRAILER) :] = np.frombuffer(_TRAILER, dtype=np.uint8)
+    return buf
 
 
 class CopyReader:
@@ -98,10 +106,6 @@ class CopyReader:
         stop = len(self._view) if size is None or size < 0 else min(len(self._view), start + size)
         self._at = stop
         return self._view[start:stop].tobytes()
-
-
-def _group_rows(n: int, rows: np.ndarray | slice) -> int:
-    return len(range(n)[rows]) if isinstance(rows, slice) else len(rows)
 
 
 def _dense_dtype(ncols: int) -> np.dtype:
@@ -152,7 +156,8 @@ def copy_bars(cur: psycopg2.extensions.cursor, table: sql.Composable, bars: pd.D
     Used by ``seed`` and ``import``; a missing volume travels as -1 (the merge step keeps the
     stored volume then).
     """
-    rows = np.empty(len(bars), dtype=BARS_ROW)
+    buf = _framed(len(bars) * BARS_ROW.itemsize)
+    rows = buf[len(_HEADER) : len(buf) - len(_TRAILER)].view(BARS_ROW)
     rows["n"] = 6
     for name in ("l_time", "l_open", "l_high", "l_low", "l_close", "l_volume"):
         rows[name] = 8
@@ -164,12 +169,12 @@ def copy_bars(cur: psycopg2.extensions.cursor, table: sql.Composable, bars: pd.D
         bars["volume"].to_numpy(dtype="float64", na_value=np.nan) if "volume" in bars else np.full(len(bars), np.nan)
     )
     rows["volume"] = np.where(np.isnan(volume), -1, volume).astype("int64")
-    payload = io.BytesIO(_HEADER + rows.tobytes() + _TRAILER)
     cur.copy_expert(
         sql.SQL("COPY {} (time, open, high, low, close, volume) FROM STDIN (FORMAT binary)")
         .format(table)
         .as_string(cur.connection),
-        payload,
+        CopyReader(buf),
+        size=COPY_CHUNK,
     )
 
 
