@@ -21,13 +21,15 @@ def normalize_bars(bars: pd.DataFrame) -> pd.DataFrame:
     """Bars with a UTC ``DatetimeIndex`` named ``time`` and float64 OHLC + volume columns."""
     frame = bars
     if "time" in frame.columns:
-        frame = frame.set_index("time")
-    elif frame.index.name != "time" and not isinstance(frame.index, pd.DatetimeIndex):
+        times = frame["time"]  # read in place: set_index would copy every column first
+    elif frame.index.name == "time" or isinstance(frame.index, pd.DatetimeIndex):
+        times = frame.index
+    else:
         raise SourceError("bars need a 'time' column or a DatetimeIndex; fix: pass bars with bar open times")
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
         raise SourceError(f"bars lack column {missing[0]!r}; fix: provide open, high, low and close")
-    index = pd.DatetimeIndex(frame.index)
+    index = pd.DatetimeIndex(times)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     # one float64 block (columns × rows): the frame holds it without a copy, its columns are
     # contiguous views for the checks of quality.validate_bars
