@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from bqxdask.outputs import parquet
@@ -131,4 +132,8 @@ def test_feature_block_round_trip_through_parquet(tmp_path):
     back = parquet.read_unit(str(tmp_path), "bqx", "eurusd", "2024-07")
     assert back.index.equals(times[2:]) and list(back.columns) == ["x", "y", "z"]
     np.testing.assert_array_equal(back.to_numpy().T, values[:, 2:])
+    # in the file itself an undefined value is NaN, not a null (SPEC §2), whatever reads it
+    raw = pq.read_table(parquet.unit_path(str(tmp_path), "bqx", "eurusd", "2024-07"))
+    assert [raw.column(c).null_count for c in ("x", "y", "z")] == [0, 0, 0]
+    assert np.isnan(raw.column("y").to_numpy()).sum() == 2
     assert parquet.unit_metadata(str(tmp_path), "bqx", "eurusd", "2024-07") == {"k": 1}

@@ -71,7 +71,9 @@ def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlo
     """Write one unit's :class:`~bqxdask.results.FeatureBlock` atomically; returns the file's path."""
     fs, base = filesystem(root)
     arrays = [pa.array(block.times_us, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))]
-    arrays += [pa.array(column, type=pa.float64(), from_pandas=True) for column in block.values]
+    # NaN stays NaN (SPEC §2: undefined is NaN in Parquet), and each column is taken without a copy;
+    # from_pandas=True turned NaN into nulls and built a validity bitmap per column (15 ms a unit of reg)
+    arrays += [pa.array(column, type=pa.float64()) for column in block.values]
     table = pa.Table.from_arrays(arrays, names=["time", *block.columns])
     table = table.replace_schema_metadata({META_KEY: json.dumps(dict(metadata), sort_keys=True).encode()})
     directory = unit_dir(base, family, pair, month)
