@@ -394,6 +394,28 @@ def test_threads_at_once_get_what_one_thread_gets():
             assert np.array_equal(got[name], expected[name], equal_nan=True), (i, name)
 
 
+def test_output_rows_at_every_cache_line_offset_get_the_same_values():
+    """The kernel streams whole 64-byte lines into its table and stores the ends of each row
+    one by one: a table whose rows start at each of the 8 offsets of a float64 in a cache line
+    (and a series whose length is no multiple of 8) gets the values of a fresh table."""
+    from bqxdask.features._reg_fast import rolling_polyfit
+
+    x = np.ascontiguousarray(compute_features(eurusd(1), ["bqx"])["bqx"]["rate_index"].to_numpy()[:5_003])
+    expected = rolling_polyfit(x, 60, 2)
+    rows = len(expected)
+    for shift in range(8):
+        space = np.empty(rows * len(x) + 16)
+        start = (-(space.ctypes.data // 8) + shift) % 8  # row 0 at `shift` floats past a line boundary
+        table = space[start : start + rows * len(x)].reshape(rows, len(x))
+        assert (table.ctypes.data // 8) % 8 == shift
+        got = rolling_polyfit(x, 60, 2, out=table)
+        for name, values in expected.items():
+            assert np.array_equal(got[name], values, equal_nan=True), (shift, name)
+    misaligned = np.frombuffer(bytearray(rows * len(x) * 8 + 1), dtype=np.float64, offset=1).reshape(rows, len(x))
+    with pytest.raises(ValueError, match="aligned"):
+        rolling_polyfit(x, 60, 2, out=misaligned)
+
+
 @pytest.mark.parametrize("n_bars", [1, 10, 100])
 def test_short_series_gives_nan_rows_not_errors(n_bars):
     bars = eurusd(1).iloc[:n_bars]

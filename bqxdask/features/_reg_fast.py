@@ -133,8 +133,13 @@ def fallback_rows(y: np.ndarray, window: int, degree: int) -> np.ndarray:
 
 def _float64_pass(y: np.ndarray, w: int, degree: int, table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     names = output_names(degree)
-    if table.shape != (len(names), len(y)) or table.dtype != np.float64 or not table.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous float64 array of shape {(len(names), len(y))}")
+    if (
+        table.shape != (len(names), len(y))
+        or table.dtype != np.float64
+        or not table.flags.c_contiguous
+        or not table.flags.aligned  # the kernel streams whole cache lines, from an 8-byte boundary
+    ):
+        raise ValueError(f"out must be an aligned, C-contiguous float64 array of shape {(len(names), len(y))}")
     table[:, : w - 1] = np.nan
     flags = np.zeros(len(y), dtype=np.uint8)
     if len(y) >= w:
