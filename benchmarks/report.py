@@ -140,7 +140,7 @@ def print_header(r: dict[str, Any]) -> None:
         "(wall) = elapsed; (task s) = sum of the seconds the units' tasks report = core-seconds over the 2 "
         "workers, not wall time. Ratios: reads to floor (a), compute/writes to floor (b) (per family: to that "
         "family's tables), end to end to (a) + (b). Best of "
-        f"{len(r['runs'])} runs; the floor measured between them."
+        f"{len(r['runs'])} runs (each end-to-end line too); the floor measured between them."
     )
     print(
         f"before = the old per-partition scripts (benchmarks/old_way.py), run once, timed on {o['sample_unit']} "
@@ -173,6 +173,13 @@ def print_table(r: dict[str, Any]) -> None:
         f"{fi['postgres_cpu']:.1f} s); over 2 sessions {fi['parallel_2_sessions']:.2f} s (PostgreSQL CPU "
         f"{fi.get('parallel_2_sessions_postgres_cpu', float('nan')):.1f} s)"
     )
+    walls = r.get("e2e_walls", {})
+    if walls:
+        names = {"e2e_with_cluster": "incl. LocalCluster", "e2e_cli": "CLI subprocess"}
+        print(
+            "end-to-end repetitions: "
+            + "; ".join(f"{names[k]} {', '.join(f'{x:.2f}' for x in v)} s" for k, v in walls.items() if v)
+        )
 
 
 def print_old_way(r: dict[str, Any]) -> None:
