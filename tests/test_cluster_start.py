@@ -46,6 +46,7 @@ def _worker_state() -> dict:
         "package": str(Path(pkg.__file__).resolve().parent),
         "warm": "bqxdask.pipeline.warm" in sys.modules,
         "tasks": "bqxdask.pipeline.tasks" in sys.modules,
+        "url_parser": "sqlalchemy.engine.url" in sys.modules,
         "top_pad": os.environ.get("MALLOC_TOP_PAD_"),
     }
 
@@ -68,6 +69,7 @@ def test_workers_are_the_configured_ones_under_nannies_and_start_warm():
         assert state["top_pad"] == cluster_mod.WORKER_ENVIRON["distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_"]
         if "forkserver" in cluster_mod.multiprocessing.get_all_start_methods():
             assert state["warm"] and state["tasks"], "the workers were forked after the warm-up"
+            assert state["url_parser"], "each worker would import SQLAlchemy at its first connect"
 
 
 class _Lines(io.StringIO):

@@ -2,9 +2,10 @@
 
 :func:`bqxdask.pipeline.cluster.local_cluster` starts the workers with ``forkserver`` and this
 module as its preload (issue 15, SPEC §5). Importing it loads what the first task of every
-worker would otherwise load serially: pandas, Dask's dataframe, pyarrow, psycopg2, the
-pipeline's tasks, TA-Lib and the numba kernels (their on-disk cache, or a compilation that
-fills it), by computing every family once on a small synthetic frame. The workers forked after
+worker would otherwise load serially: pandas, Dask's dataframe, pyarrow, psycopg2,
+SQLAlchemy (a task's connect parses its URL with it), the pipeline's tasks, TA-Lib and the
+numba kernels (their on-disk cache, or a compilation that fills it), by computing every
+family once on a small synthetic frame. The workers forked after
 it start warm. Nothing here connects to a database, writes a file or starts a thread, so
 forking after it is safe.
 
@@ -75,10 +76,13 @@ def warm() -> None:
     import pyarrow.parquet  # noqa: F401
 
     from ..db import writer  # noqa: F401
+    from ..db.urls import DbTarget
     from ..features import compute_features
     from ..outputs import parquet  # noqa: F401
     from . import tasks  # noqa: F401
 
+    # a task's connect parses its URL with SQLAlchemy: imported here once, not by each worker (~0.3 s)
+    DbTarget.parse("postgresql+psycopg2://bqxdask@localhost/bqxdask")
     steps = np.random.default_rng(0).normal(0.0, 1e-4, ROWS)
     close = 1.1 * np.exp(np.cumsum(steps))
     index = pd.date_range("2024-01-01", periods=ROWS, freq="min", tz="UTC", name="time")
