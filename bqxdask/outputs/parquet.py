@@ -90,6 +90,20 @@ def write_block(root: str, family: str, pair: str, month: str, block: FeatureBlo
     return final
 
 
+def open_output(fs, path: str):
+    """A binary file to write ``path`` on ``fs``: Arrow's own file on a local disk, else fsspec's.
+
+    pyarrow writes an fsspec file through Python, taking the GIL for every page; in a worker
+    whose other thread sends a COPY at the same time, that made a unit's Parquet write 2–3×
+    slower than through ``pyarrow.OSFile``, which never needs the GIL (issue 15).
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        return pa.OSFile(path, "wb")
+    return fs.open(path, "wb")
+
+
 def write_atomic(
     fs, path: str, write: Callable[[Any], object], *, before_rename: Callable[[], None] | None = None
 ) -> None:
@@ -102,7 +116,7 @@ def write_atomic(
     directory, name = posixpath.split(path)
     tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
     try:
-        with fs.open(tmp, "wb") as fh:
+        with open_output(fs, tmp) as fh:
             write(fh)
         if before_rename is not None:
             before_rename()
