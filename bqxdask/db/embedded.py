@@ -53,6 +53,8 @@ DB_NAME = "bqx"
 SUPERUSER = "postgres"
 SYSTEM_USER = "bqxpg"
 LOOPBACK = "127.0.0.1"
+#: starts of the server when the free port it was given is taken before it binds it
+START_ATTEMPTS = 3
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
 
 
@@ -182,11 +184,36 @@ class EmbeddedPostgres:
             self._secure_stopped()
             port = self.port
             self._write_settings(port=_free_port() if port is None or self._port_taken(port) else port)
-            self._pg_ctl(["-w", "-t", str(int(timeout)), "-l", str(self.log_file), "start"], timeout=timeout + 5)
+            self._start_server(timeout)
         else:
             self._secure_running()
         self._ensure_database()
         return self.status()
+
+    def _start_server(self, timeout: float) -> None:
+        """``pg_ctl start``; a port taken between its choice and the server's bind (another
+        process got it first) is replaced by a new free one, up to :data:`START_ATTEMPTS` times."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            logged = self.log_file.stat().st_size if self.log_file.is_file() else 0
+            try:
+                self._pg_ctl(["-w", "-t", str(int(timeout)), "-l", str(self.log_file), "start"], timeout=timeout + 5)
+                return
+            except DatabaseError:
+                if attempt == START_ATTEMPTS or not self._lost_its_port(logged):
+                    raise
+            port = _free_port()
+            log.info("port %s of the embedded PostgreSQL was taken as it started; trying port %s", self.port, port)
+            self._write_settings(port=port)
+
+    def _lost_its_port(self, offset: int) -> bool:
+        """Did the server's log say, after ``offset``, that its port was already in use?"""
+        try:
+            with self.log_file.open("rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return "could not bind" in text and "Address already in use" in text
 
     def stop(self, *, timeout: float = 60.0) -> Status:
         if self._running_pid() is not None:
