@@ -81,7 +81,7 @@ def warm() -> None:
     from ..outputs import parquet  # noqa: F401
     from . import tasks  # noqa: F401
 
-    # a task's connect parses its URL with SQLAlchemy: imported here once, not by each worker (~0.3 s)
+    # a task's connect parses its URL with SQLAlchemy: imported here once, not by each worker (0.1-0.15 s)
     DbTarget.parse("postgresql+psycopg2://bqxdask@localhost/bqxdask")
     steps = np.random.default_rng(0).normal(0.0, 1e-4, ROWS)
     close = 1.1 * np.exp(np.cumsum(steps))
