@@ -12,7 +12,7 @@ import socket
 
 import psycopg2
 
-from bqxdask.db import embedded
+from bqxdask.db import server_os
 from bqxdask.db.embedded import EmbeddedPostgres
 from bqxdask.db.urls import DbTarget
 
@@ -22,11 +22,11 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path, monkeypat
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    real_free_port = embedded._free_port
+    real_free_port = server_os.free_port
     ports = iter([taken])
     # the first port the server is given is the held one, and it looked free when it was chosen
-    monkeypatch.setattr(embedded, "_free_port", lambda: next(ports, None) or real_free_port())
-    monkeypatch.setattr(EmbeddedPostgres, "_port_taken", staticmethod(lambda port: False))
+    monkeypatch.setattr(server_os, "free_port", lambda: next(ports, None) or real_free_port())
+    monkeypatch.setattr(server_os, "port_taken", lambda port: False)
     server = EmbeddedPostgres(tmp_path / "pgdata")
     try:
         with caplog.at_level(logging.INFO, logger="bqxdask.db.embedded"):

@@ -28,7 +28,6 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import DatabaseError
+from . import server_os
 from .pgauth import (
     WILDCARDS,
     hba_admits_without_password,
@@ -45,6 +45,7 @@ from .pgauth import (
     scram_verifier,
     write_private_file,
 )
+from .server_os import LOOPBACK
 from .urls import DbTarget
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 DB_NAME = "bqx"
 SUPERUSER = "postgres"
 SYSTEM_USER = "bqxpg"
-LOOPBACK = "127.0.0.1"
 #: starts of the server when the free port it was given is taken before it binds it
 START_ATTEMPTS = 3
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
@@ -183,7 +183,7 @@ class EmbeddedPostgres:
         if self._running_pid() is None:
             self._secure_stopped()
             port = self.port
-            self._write_settings(port=_free_port() if port is None or self._port_taken(port) else port)
+            self._write_settings(port=server_os.free_port() if port is None or server_os.port_taken(port) else port)
             self._start_server(timeout)
         else:
             self._secure_running()
@@ -199,21 +199,11 @@ class EmbeddedPostgres:
                 self._pg_ctl(["-w", "-t", str(int(timeout)), "-l", str(self.log_file), "start"], timeout=timeout + 5)
                 return
             except DatabaseError:
-                if attempt == START_ATTEMPTS or not self._lost_its_port(logged):
+                if attempt == START_ATTEMPTS or not server_os.logged_port_in_use(self.log_file, logged):
                     raise
-            port = _free_port()
+            port = server_os.free_port()
             log.info("port %s of the embedded PostgreSQL was taken as it started; trying port %s", self.port, port)
             self._write_settings(port=port)
-
-    def _lost_its_port(self, offset: int) -> bool:
-        """Did the server's log say, after ``offset``, that its port was already in use?"""
-        try:
-            with self.log_file.open("rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode("utf-8", "replace")
-        except OSError:
-            return False
-        return "could not bind" in text and "Address already in use" in text
 
     def stop(self, *, timeout: float = 60.0) -> Status:
         if self._running_pid() is not None:
@@ -232,7 +222,7 @@ class EmbeddedPostgres:
     def _run_as(self) -> str | None:
         if os.geteuid() != 0:
             return None
-        _ensure_system_user(SYSTEM_USER)
+        server_os.ensure_system_user(SYSTEM_USER)
         return SYSTEM_USER
 
     def _run(
@@ -273,8 +263,8 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         user = self._run_as()
         if user is not None:
-            _make_traversable(self.data_dir.parent)
-            _make_traversable(bin_dir().parent)
+            server_os.make_traversable(self.data_dir.parent)
+            server_os.make_traversable(bin_dir().parent)
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             self.log_file.touch(mode=0o600)
@@ -300,7 +290,7 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
         self._write_hba()
-        self._write_settings(port=_free_port())
+        self._write_settings(port=server_os.free_port())
 
     # -- authentication (SPEC §11) -------------------------------------------------------------
     def _hba_trusts(self) -> bool:
@@ -446,18 +436,6 @@ class EmbeddedPostgres:
             return pid
         return pid
 
-    @staticmethod
-    def _port_taken(port: int | None) -> bool:
-        if port is None:
-            return False
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return True
-        return False
-
     def _ensure_database(self) -> None:
         import psycopg2
 
@@ -481,37 +459,3 @@ class EmbeddedPostgres:
                     cur.execute(f'CREATE DATABASE "{DB_NAME}"')
         finally:
             conn.close()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ensure_system_user(name: str) -> None:
-    try:
-        pwd.getpwnam(name)
-        return
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    proc = subprocess.run(
-        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True
-    )
-    if proc.returncode != 0 and "already exists" not in proc.stderr:
-        raise DatabaseError(
-            f"cannot create system user {name} to run PostgreSQL as (we are root and PostgreSQL refuses root): "
-            f"{proc.stderr.strip()}; fix: run bqxdask as a normal user"
-        )
-
-
-def _make_traversable(path: Path) -> None:
-    """Let the unprivileged server user reach ``path`` (adds o+x on each ancestor)."""
-    for p in [path, *path.parents]:
-        try:
-            mode = p.stat().st_mode
-        except FileNotFoundError:
-            continue
-        if not mode & stat.S_IXOTH:
-            p.chmod(mode | stat.S_IXOTH)
