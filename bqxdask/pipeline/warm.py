@@ -5,9 +5,8 @@ module as its preload (issue 15, SPEC §5). Importing it loads what the first ta
 worker would otherwise load serially: pandas, Dask's dataframe, pyarrow, psycopg2,
 SQLAlchemy (a task's connect parses its URL with it), the pipeline's tasks, TA-Lib and the
 numba kernels (their on-disk cache, or a compilation that fills it), by computing every
-family once on a small synthetic frame. The workers forked after
-it start warm. Nothing here connects to a database, writes a file or starts a thread, so
-forking after it is safe.
+family once on a small synthetic frame. The workers forked after it start warm. Nothing here
+connects to a database, writes a file or starts a thread, so forking after it is safe.
 
 The forkserver resolves ``bqxdask`` on its own ``sys.path`` (``PYTHONPATH``, its working
 directory, the installed package), which may be another copy than the client's. The client
