@@ -68,6 +68,7 @@ from runs import (  # noqa: E402
 )
 from scratch import FULL, QUICK, SRC, Bench  # noqa: E402
 from timing import MALLOC_VARS, CpuMeter, best_of, malloc_env, rusage, say, spill_counters, timed  # noqa: E402
+from vcpu import contention  # noqa: E402
 
 from bqxdask import __version__  # noqa: E402
 from bqxdask.config import ClusterConfig  # noqa: E402
@@ -100,8 +101,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 lambda: seed_database(pg.url, SRC, setup.pairs, setup.seed_start, setup.seed_end, seed=0)
             )
             say(rep.summary_line())
+            say("the vCPUs' speed: a fixed loop alone and on every vCPU at once")
+            probe_start = contention()
             report = measure(bench, stack)
             report["seconds_seed"] = t_seed
+            say("the vCPUs' speed again")
+            report["vcpu"] = {"start": probe_start, "end": contention()}
     finally:
         pg.destroy()
         shutil.rmtree(tmp, ignore_errors=True)

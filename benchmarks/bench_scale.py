@@ -44,6 +44,7 @@ import psutil
 from dask.utils import format_bytes, format_time
 from psycopg2 import sql
 from timing import CpuMeter  # benchmarks/ is the script's directory
+from vcpu import spin
 
 from bqxdask.config import load_config
 from bqxdask.db.connect import connection
@@ -80,6 +81,7 @@ class Run:
     workers_sys_s: float = 0.0  # … and kernel time (page faults, reclaim, COPY and file writes)
     reclaim: dict[str, int] = field(default_factory=dict)  # /proc/vmstat counters over the run
     notes: list[str] = field(default_factory=list)  # what the console warned of, the stalls the run reported
+    probe_s: float = float("nan")  # CPU s of benchmarks/vcpu.py's fixed loop around the run: the vCPU's speed then
 
     @property
     def per_bar_us(self) -> float:
@@ -90,6 +92,11 @@ class Run:
     def core_s(self) -> float:
         """Client, workers and server: the run's core-seconds (the VACUUM after it not included)."""
         return self.tree_core_s + self.server_core_s
+
+    @property
+    def core_probes(self) -> float:
+        """The run's core-seconds in units of the fixed loop as fast as the vCPU was around the run."""
+        return self.core_s / self.probe_s
 
     @property
     def upkeep_core_us_per_bar(self) -> float:
@@ -230,6 +237,7 @@ def vmstat() -> dict[str, int]:
 
 def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path, url: str, server: CpuMeter) -> Run:
     env = dict(env, BQX_DATABASE__OUTPUT_SCHEMA=f'"{tag}"', BQX_OUTPUT__PARQUET_DIR=f'"{tmp / tag}"')
+    probe_before = vcpu_probe()
     with connection(url, application_name="bqxdask/bench-scale", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("CHECKPOINT")  # the seed's dirty pages are not this run's work
     before_server = server.postgres()
@@ -270,6 +278,7 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
     subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True, timeout=600)
     rerun = time.perf_counter() - t1
     after_tree_rerun = resource.getrusage(resource.RUSAGE_CHILDREN)
+    probe = (probe_before + vcpu_probe()) / 2
     run = Run(
         pairs=len(pairs),
         wall=wall,
@@ -294,9 +303,15 @@ def features_run(env: dict[str, str], pairs: Sequence[str], tag: str, tmp: Path,
         worker_peak_rss=sorted(rss.peak.values(), reverse=True),
         server_bytes=schema_bytes(url, tag),
         parquet_bytes=tree_bytes(tmp / tag),
+        probe_s=probe,
     )
     drop_outputs(url, tag, tmp / tag)  # 28 pairs leave ~6 GiB: rounds would fill the disk
     return run
+
+
+def vcpu_probe(repeat: int = 3) -> float:
+    """CPU seconds of the fixed loop, median of ``repeat``, in this process on an otherwise idle machine."""
+    return median(spin()[0] for _ in range(repeat))
 
 
 def drop_outputs(url: str, schema: str, parquet: Path) -> None:
@@ -362,6 +377,9 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
     plain = [(runs[2].core_s / runs[2].bars) / (runs[0].core_s / runs[0].bars) for runs in rounds]
     upkeep = [(runs[2].vacuum_core_s / runs[2].bars) / (runs[0].vacuum_core_s / runs[0].bars) for runs in rounds]
     verdict = "PASS" if abs(median(ratio) - 1) <= LINEAR_TOLERANCE else "MISS"
+    # the same ratio with each run's core-seconds counted in fixed loops at the vCPU's speed of the moment
+    norm = [_marginal(r[1], r[2], probes=True) / _marginal(r[0], r[1], probes=True) for r in rounds]
+    probes = [r.probe_s for runs in rounds for r in runs]
     small, mid, big = rounds[-1]
     lines += [
         "",
@@ -377,6 +395,10 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
         f"{_ratios(low, '.1f')} and {_ratios(high, '.1f')} core-µs; fixed part {_ratios(intercept, '.1f')} core-s",
         f"plain per-bar cost, {big.pairs} pairs / {small.pairs} pairs: {_ratios(plain)} (the fixed part over fewer bars); "
         f"the VACUUM per bar {_ratios(upkeep)}",
+        "the vCPU's speed around each run (benchmarks/vcpu.py's fixed loop, CPU s): "
+        + ", ".join(f"{p:.2f}" for p in probes)
+        + f" ({max(probes) / min(probes):.2f}× spread); the ratio above with each run's core-seconds divided by "
+        f"its loop time: {_ratios(norm)} (not the verdict: the loop is pure CPU, the runs also move memory)",
     ]
     # 8 workers against a separate server: the units' worker-seconds (they include the waits on
     # the server, measured where server and workers share 2 cores, so this errs long) spread over
@@ -395,8 +417,10 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
     return lines
 
 
-def _marginal(a: Run, b: Run) -> float:
-    """Core-µs per bar that run ``b`` costs beyond run ``a``."""
+def _marginal(a: Run, b: Run, *, probes: bool = False) -> float:
+    """Core-µs per bar that run ``b`` costs beyond run ``a`` (in fixed loops per bar with ``probes``)."""
+    if probes:
+        return 1e6 * (b.core_probes - a.core_probes) / (b.bars - a.bars)
     return 1e6 * (b.core_s - a.core_s) / (b.bars - a.bars)
 
 

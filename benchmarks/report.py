@@ -148,6 +148,22 @@ def print_header(r: dict[str, Any]) -> None:
         f"rows, row-by-row INSERT on {o['insert_rows']:,} rows per family — and EXTRAPOLATED to the run's "
         f"{o['total_rows']:,} rows; reads in full. The old scripts wrote no Parquet.\n"
     )
+    print_vcpu(r)
+
+
+def print_vcpu(r: dict[str, Any]) -> None:
+    """How fast this machine's vCPUs were at the start and the end (benchmarks/vcpu.py)."""
+    v = r.get("vcpu")
+    if not v:
+        return
+    alone = [t for probe in v.values() for t in probe["alone_all"]]
+    print(
+        "the vCPUs' speed (a fixed loop, CPU s, median of 5; alone / on every vCPU at once = factor): "
+        + "; ".join(f"{k} {p['alone']:.2f} / {p['together']:.2f} = {p['factor']:.2f}×" for k, p in v.items())
+        + f". The same loop alone took {min(alone):.2f}–{max(alone):.2f} s ({max(alone) / min(alone):.2f}× "
+        "spread): the machine's own speed moves by that much between measurements, and every ratio below "
+        "compares measurements taken at different moments.\n"
+    )
 
 
 def print_table(r: dict[str, Any]) -> None:

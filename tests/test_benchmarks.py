@@ -70,6 +70,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
         "scaling",
         "peak RSS per worker",
         "DEFAULT_SECONDS_PER_ROW",
+        "the vCPUs' speed",
     ):
         assert needle in text, f"{needle!r} missing from the report"
     verdict_lines = [line for line in text.splitlines() if line.strip().startswith(("PASS", "MISS"))]
@@ -81,6 +82,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     # the floor COPYs exactly what the run wrote
     assert report["floor_in"]["values"] == report["best_run"]["summary"]["total"]["values"]
     assert [x["factor"] for x in report["scaling"]] == [1, 2]
+    assert report["vcpu"]["start"]["alone"] > 0 and report["vcpu"]["end"]["together"] > 0
     assert all(x["rows"] > 0 for x in report["scaling"])
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from bqxdask.db.connect import connect
 
@@ -48,3 +50,16 @@ def test_backend_meter_charges_a_session_to_its_application_role(pg_server):
     # CPU times are whole clock ticks summed as floats: compare to well under one tick (10 ms)
     assert got["total"] >= got["worker sessions"] - 1e-6
     assert "meter" in got and "bqxdask/r1/worker" not in got
+
+
+def test_vcpu_probe_times_the_loop_alone_and_on_every_vcpu_at_once(monkeypatch):
+    """benchmarks/vcpu.py, as make bench runs it: a pool of spawned processes, one per vCPU."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the spawned processes import it by name
+    import vcpu
+
+    r = vcpu.contention(repeat=2, n=200_000)
+    assert r["cpus"] == (os.cpu_count() or 1)
+    assert len(r["together_all"]) == 2 and len(r["alone_all"]) >= 2
+    assert all(t > 0 for t in r["alone_all"] + r["together_all"])
+    assert r["factor"] == pytest.approx(r["together"] / r["alone"])
+    assert r["delivered"] == pytest.approx(r["cpus"] / r["factor"])
