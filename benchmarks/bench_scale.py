@@ -94,11 +94,6 @@ class Run:
         return self.tree_core_s + self.server_core_s
 
     @property
-    def core_probes(self) -> float:
-        """The run's core-seconds in units of the fixed loop as fast as the vCPU was around the run."""
-        return self.core_s / self.probe_s
-
-    @property
     def upkeep_core_us_per_bar(self) -> float:
         return 1e6 * self.vacuum_core_s / self.bars
 
@@ -377,8 +372,6 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
     plain = [(runs[2].core_s / runs[2].bars) / (runs[0].core_s / runs[0].bars) for runs in rounds]
     upkeep = [(runs[2].vacuum_core_s / runs[2].bars) / (runs[0].vacuum_core_s / runs[0].bars) for runs in rounds]
     verdict = "PASS" if abs(median(ratio) - 1) <= LINEAR_TOLERANCE else "MISS"
-    # the same ratio with each run's core-seconds counted in fixed loops at the vCPU's speed of the moment
-    norm = [_marginal(r[1], r[2], probes=True) / _marginal(r[0], r[1], probes=True) for r in rounds]
     probes = [r.probe_s for runs in rounds for r in runs]
     small, mid, big = rounds[-1]
     lines += [
@@ -397,8 +390,7 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
         f"the VACUUM per bar {_ratios(upkeep)}",
         "the vCPU's speed around each run (benchmarks/vcpu.py's fixed loop, CPU s): "
         + ", ".join(f"{p:.2f}" for p in probes)
-        + f" ({max(probes) / min(probes):.2f}× spread); the ratio above with each run's core-seconds divided by "
-        f"its loop time: {_ratios(norm)} (not the verdict: the loop is pure CPU, the runs also move memory)",
+        + f" ({max(probes) / min(probes):.2f}× spread between runs minutes apart)",
     ]
     # 8 workers against a separate server: the units' worker-seconds (they include the waits on
     # the server, measured where server and workers share 2 cores, so this errs long) spread over
@@ -417,10 +409,8 @@ def report(rounds: Sequence[Sequence[Run]], workers: int, month: str, seed_s: fl
     return lines
 
 
-def _marginal(a: Run, b: Run, *, probes: bool = False) -> float:
-    """Core-µs per bar that run ``b`` costs beyond run ``a`` (in fixed loops per bar with ``probes``)."""
-    if probes:
-        return 1e6 * (b.core_probes - a.core_probes) / (b.bars - a.bars)
+def _marginal(a: Run, b: Run) -> float:
+    """Core-µs per bar that run ``b`` costs beyond run ``a``."""
     return 1e6 * (b.core_s - a.core_s) / (b.bars - a.bars)
 
 
