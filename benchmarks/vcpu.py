@@ -41,11 +41,15 @@ def contention(repeat: int = 5, n: int = SPIN) -> dict[str, Any]:
     together: list[float] = []
     with ProcessPoolExecutor(cpus, mp_context=mp.get_context("spawn")) as pool:
         list(pool.map(spin, [1000] * cpus * 4))  # every process started and warm
-        while len(together) < repeat:
+        for _ in range(4 * repeat):  # a process that took two loops ran them one after the other
             alone.append(pool.submit(spin, n).result()[0])
             runs = list(pool.map(spin, [n] * cpus))
             if len({pid for _, pid in runs}) == cpus:  # one loop per process, all at once
                 together.append(statistics.mean(t for t, _ in runs))
+            if len(together) == repeat:
+                break
+    if not together:
+        raise RuntimeError(f"the {cpus} loops never ran in {cpus} processes at once (n={n} is too short?)")
     a, t = statistics.median(alone), statistics.median(together)
     return {
         "cpus": cpus,

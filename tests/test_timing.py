@@ -57,9 +57,9 @@ def test_vcpu_probe_times_the_loop_alone_and_on_every_vcpu_at_once(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the spawned processes import it by name
     import vcpu
 
-    r = vcpu.contention(repeat=2, n=200_000)
+    r = vcpu.contention(repeat=2, n=2_000_000)
     assert r["cpus"] == (os.cpu_count() or 1)
-    assert len(r["together_all"]) == 2 and len(r["alone_all"]) >= 2
+    assert 1 <= len(r["together_all"]) <= 2 and len(r["alone_all"]) >= 2
     assert all(t > 0 for t in r["alone_all"] + r["together_all"])
     assert r["factor"] == pytest.approx(r["together"] / r["alone"])
     assert r["delivered"] == pytest.approx(r["cpus"] / r["factor"])
