@@ -157,8 +157,9 @@ def print_vcpu(r: dict[str, Any]) -> None:
     if not v:
         return
     alone = [t for probe in v.values() for t in probe["alone_all"]]
+    repeats = min(len(probe["together_all"]) for probe in v.values())
     print(
-        "the vCPUs' speed (a fixed loop, CPU s, median of 5; alone / on every vCPU at once = factor): "
+        f"the vCPUs' speed (a fixed loop, CPU s, median of {repeats}; alone / on every vCPU at once = factor): "
         + "; ".join(f"{k} {p['alone']:.2f} / {p['together']:.2f} = {p['factor']:.2f}×" for k, p in v.items())
         + f". The same loop alone took {min(alone):.2f}–{max(alone):.2f} s ({max(alone) / min(alone):.2f}× "
         "spread): the machine's own speed moves by that much between measurements, and every ratio below "
